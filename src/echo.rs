@@ -1,0 +1,104 @@
+//! The echo service (RFC 862 over TCP): one worker turn on an echo connection.
+//!
+//! Runs on a worker thread. A turn reads what is ready without blocking and writes it
+//! straight back; it ends when the socket would block (the connection goes back to the
+//! acceptor to park, costing no thread), when the client half-closes (everything read
+//! has been written back: close), or when the turn's byte budget is spent (park; the
+//! acceptor re-dispatches at once if more is waiting, after the other ready
+//! connections), so one flooding client cannot starve the others.
+//!
+//! Bytes read are always written back before the socket closes: output the client is
+//! not taking yet is kept on the connection (`Phase::EchoFlush`) and the connection is
+//! parked until it becomes writable, so a slow reader costs no thread either. On a stop,
+//! a turn finishes writing what it read and then closes gracefully.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use crate::conn::{Conn, Next, Phase};
+use crate::server::Shared;
+
+/// Bytes one turn may echo before yielding the thread.
+const TURN_BUDGET: usize = 1 << 20;
+/// Read size; also the most output one read can leave pending.
+const CHUNK: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; CHUNK]);
+}
+
+/// Runs one echo turn on `conn`.
+pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
+    let idle = shared.limits().echo_idle_timeout;
+    let park = |mut conn: Conn, phase: Phase| {
+        conn.phase = phase;
+        conn.deadline = idle.map(|d| Instant::now() + d);
+        Next::Park(conn)
+    };
+
+    match flush(&mut conn) {
+        Ok(true) => {}
+        Ok(false) => return park(conn, Phase::EchoFlush),
+        Err(e) => return gone(conn, &e),
+    }
+
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let mut budget = TURN_BUDGET;
+        loop {
+            // Stop reading once a stop began: what was read has been written back.
+            if shared.stop.is_set() {
+                return conn.close_gracefully();
+            }
+            if budget == 0 {
+                return park(conn, Phase::Echo);
+            }
+            let n = match (&*conn.stream).read(&mut scratch[..]) {
+                Ok(0) => {
+                    // Half-close from the client: all it sent has been echoed.
+                    let _ = conn.stream.shutdown(Shutdown::Write);
+                    return Next::Done;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return park(conn, Phase::Echo),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return gone(conn, &e),
+            };
+            budget = budget.saturating_sub(n);
+            shared.metrics.echo_bytes.add(n as u64);
+            conn.output.extend_from_slice(&scratch[..n]);
+            match flush(&mut conn) {
+                Ok(true) => {}
+                Ok(false) => return park(conn, Phase::EchoFlush),
+                Err(e) => return gone(conn, &e),
+            }
+        }
+    })
+}
+
+/// Writes pending output without blocking. `Ok(true)`: all written.
+fn flush(conn: &mut Conn) -> io::Result<bool> {
+    let mut written = 0;
+    let result = loop {
+        if written == conn.output.len() {
+            break Ok(true);
+        }
+        match (&*conn.stream).write(&conn.output[written..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    conn.output.drain(..written);
+    result
+}
+
+/// The client went away (reset, broken pipe): normal flow, logged at debug.
+fn gone(conn: Conn, e: &io::Error) -> Next {
+    tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "echo client gone");
+    Next::Done
+}

@@ -1,0 +1,154 @@
+//! Counters and gauges shared by every thread, and their Prometheus text rendering.
+//!
+//! Everything is a relaxed atomic: figures are for operators, not for synchronisation.
+//! Writers are the acceptor (accepted, shed, parked) and the workers (requests, bytes,
+//! durations); readers are the `metrics` and `status` apps and the stop summary.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A monotonically increasing counter (or, with `set`, a gauge).
+#[derive(Default, Debug)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Sets the value (gauges).
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the request-duration histogram buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A fixed-bucket histogram of durations.
+#[derive(Default, Debug)]
+pub struct Histogram {
+    buckets: [Counter; BUCKETS.len()],
+    count: Counter,
+    sum_micros: Counter,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].inc();
+        }
+        self.count.inc();
+        self.sum_micros.add(d.as_micros() as u64);
+    }
+}
+
+/// The process-wide figures.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    /// Connections accepted.
+    pub accepted: Counter,
+    /// Connections (or requests) turned away because the queue was full.
+    pub shed: Counter,
+    /// Connections parked in the acceptor now (gauge).
+    pub parked: Counter,
+    /// Connections being served by a worker or queued for one now (gauge).
+    pub active: Counter,
+    /// Bytes echoed.
+    pub echo_bytes: Counter,
+    /// HTTP responses by status class: index 0 = 1xx … 4 = 5xx.
+    pub responses: [Counter; 5],
+    /// HTTP request bytes read (heads and bodies).
+    pub bytes_in: Counter,
+    /// HTTP response bytes written.
+    pub bytes_out: Counter,
+    /// HTTP request durations (head read to response written).
+    pub durations: Histogram,
+}
+
+impl Metrics {
+    /// Counts one response with `status`.
+    pub fn response(&self, status: u16, duration: Duration) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].inc();
+        self.durations.observe(duration);
+    }
+
+    /// Renders the counters in Prometheus text exposition format (0.0.4); `gauges`
+    /// adds figures owned elsewhere (pool, connections) as `(name, help, value)`.
+    pub fn prometheus(&self, gauges: &[(&str, &str, u64)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        one("spindle_connections_accepted_total", "counter", "Connections accepted.", self.accepted.get());
+        one(
+            "spindle_shed_total",
+            "counter",
+            "Connections or requests turned away with the queue full.",
+            self.shed.get(),
+        );
+        one("spindle_echo_bytes_total", "counter", "Bytes echoed.", self.echo_bytes.get());
+        one("spindle_http_request_bytes_total", "counter", "HTTP request bytes read.", self.bytes_in.get());
+        one("spindle_http_response_bytes_total", "counter", "HTTP response bytes written.", self.bytes_out.get());
+        for (name, help, v) in gauges {
+            one(name, "gauge", help, *v);
+        }
+        let _ = writeln!(out, "# HELP spindle_http_responses_total HTTP responses by status class.");
+        let _ = writeln!(out, "# TYPE spindle_http_responses_total counter");
+        for (i, c) in self.responses.iter().enumerate() {
+            let _ = writeln!(out, "spindle_http_responses_total{{class=\"{}xx\"}} {}", i + 1, c.get());
+        }
+        let h = &self.durations;
+        let _ =
+            writeln!(out, "# HELP spindle_http_request_duration_seconds Time from request head to response written.");
+        let _ = writeln!(out, "# TYPE spindle_http_request_duration_seconds histogram");
+        let mut cumulative = 0;
+        for (bound, c) in BUCKETS.iter().zip(h.buckets.iter()) {
+            cumulative += c.get();
+            let _ = writeln!(out, "spindle_http_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "spindle_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count.get());
+        let _ = writeln!(out, "spindle_http_request_duration_seconds_sum {}", h.sum_micros.get() as f64 / 1e6);
+        let _ = writeln!(out, "spindle_http_request_duration_seconds_count {}", h.count.get());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_in_the_exposition() {
+        let m = Metrics::default();
+        m.response(200, Duration::from_micros(300));
+        m.response(404, Duration::from_millis(20));
+        m.response(503, Duration::from_secs(10));
+        let text = m.prometheus(&[("spindle_pool_threads", "Worker threads.", 4)]);
+        for line in [
+            "spindle_http_responses_total{class=\"2xx\"} 1",
+            "spindle_http_responses_total{class=\"4xx\"} 1",
+            "spindle_http_responses_total{class=\"5xx\"} 1",
+            "spindle_http_request_duration_seconds_bucket{le=\"0.0005\"} 1",
+            "spindle_http_request_duration_seconds_bucket{le=\"0.025\"} 2",
+            "spindle_http_request_duration_seconds_bucket{le=\"5\"} 2",
+            "spindle_http_request_duration_seconds_bucket{le=\"+Inf\"} 3",
+            "spindle_http_request_duration_seconds_count 3",
+            "spindle_pool_threads 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Run-time control by signal: SIGTTIN/SIGTTOU resize the pool, SIGHUP re-reads the
+//! config file (a broken file is logged and the daemon keeps serving).
+
+mod util;
+
+use std::time::Duration;
+
+use util::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn sigttin_and_sigttou_add_and_remove_worker_threads() {
+    let daemon = Daemon::start(&echo_config("min_threads = 2\nmax_threads = 2", ""));
+    assert!(daemon.eventually(WAIT, |d| d.workers() == 2), "{:?}", daemon.thread_names());
+    daemon.signal("TTIN");
+    assert!(daemon.eventually(WAIT, |d| d.workers() == 3), "TTIN: {:?}", daemon.thread_names());
+    daemon.signal("TTOU");
+    daemon.signal("TTOU");
+    assert!(daemon.eventually(WAIT, |d| d.workers() == 1), "TTOU x2: {:?}", daemon.thread_names());
+    daemon.signal("TTOU");
+    daemon.log.wait_for("pool resized to 1..=1", WAIT).unwrap();
+    assert!(daemon.eventually(WAIT, |_| daemon.log.count("SIGTTOU: pool resized") == 3));
+    assert_eq!(daemon.workers(), 1, "never below one worker");
+    // Still serving.
+    let mut s = connect(daemon.addr("echo"));
+    assert_eq!(echo_once(&mut s, b"one thread"), b"one thread");
+}
+
+#[test]
+fn sighup_applies_a_new_pool_size_and_keeps_connections() {
+    let daemon = Daemon::start(&echo_config("min_threads = 2\nmax_threads = 2", ""));
+    let mut before = connect(daemon.addr("echo"));
+    assert_eq!(echo_once(&mut before, b"before"), b"before");
+    std::fs::write(&daemon.config, echo_config("min_threads = 5\nmax_threads = 6", "")).unwrap();
+    daemon.signal("HUP");
+    assert!(
+        daemon.eventually(WAIT, |d| d.workers() == 5),
+        "after SIGHUP: {:?}\n{}",
+        daemon.thread_names(),
+        daemon.log.text()
+    );
+    daemon.log.wait_for("SIGHUP: reloaded", WAIT).unwrap();
+    assert_eq!(echo_once(&mut before, b"after"), b"after", "a connection survives the reload");
+}
+
+#[test]
+fn sighup_with_a_broken_file_keeps_the_running_config_and_serving() {
+    let daemon = Daemon::start(&echo_config("min_threads = 2\nmax_threads = 2", ""));
+    std::fs::write(&daemon.config, "[pool]\nmin_threads = 9\nmax_threads = 2\n").unwrap();
+    daemon.signal("HUP");
+    let log = daemon.log.wait_for("keeping the running config", WAIT).unwrap();
+    assert!(log.contains("pool.min_threads"), "the error names the key:\n{log}");
+    assert_eq!(daemon.workers(), 2);
+    let mut s = connect(daemon.addr("echo"));
+    assert_eq!(echo_once(&mut s, b"alive"), b"alive");
+}

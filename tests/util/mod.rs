@@ -1,0 +1,249 @@
+//! Shared by the integration tests: start the real `spindle` binary on a config with
+//! `127.0.0.1:0` listeners, wait for its readiness line, find the bound ports in its
+//! log, send it signals, and talk to it over real sockets with read timeouts.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Every client in the tests uses this read timeout, so a hang fails instead of blocking.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_spindle"))
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir =
+        std::env::temp_dir().join(format!("spindle-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Writes `text` to a new config file.
+pub fn write_config(text: &str) -> PathBuf {
+    let path = temp_dir().join("spindle.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// An echo listener config with the given `[pool]` and `[limits]` bodies.
+pub fn echo_config(pool: &str, limits: &str) -> String {
+    format!(
+        "[server]\ngraceful_timeout = \"10s\"\n[pool]\n{pool}\n[limits]\n{limits}\n[log]\nlevel = \"info\"\n\
+         [[listener]]\nname = \"echo\"\nbind = \"127.0.0.1:0\"\nprotocol = \"echo\"\n"
+    )
+}
+
+/// The log the daemon has written so far, and a condvar rung on every line.
+#[derive(Default)]
+pub struct Log {
+    text: Mutex<String>,
+    grew: Condvar,
+}
+
+impl Log {
+    /// Waits until the log contains `needle` (or `timeout`); returns the log.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.text.lock().unwrap();
+        loop {
+            if text.contains(needle) {
+                return Ok(text.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(format!("log never contained {needle:?}:\n{text}"));
+            }
+            text = self.grew.wait_timeout(text, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn count(&self, needle: &str) -> usize {
+        self.text.lock().unwrap().matches(needle).count()
+    }
+
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+}
+
+/// A running daemon, killed (by its PID) if the test ends without stopping it.
+pub struct Daemon {
+    pub child: Child,
+    pub addrs: HashMap<String, SocketAddr>,
+    pub log: Arc<Log>,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the binary on `config_text` and waits for its `ready` line.
+    pub fn start(config_text: &str) -> Daemon {
+        Self::start_with(config_text, &[])
+    }
+
+    pub fn start_with(config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        let config = write_config(config_text);
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd.env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn spindle");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Log::default());
+        let sink = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut text = sink.text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                sink.grew.notify_all();
+            }
+        });
+        let text = match log.wait_for(" ready", Duration::from_secs(20)) {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = child.kill();
+                panic!("{e}");
+            }
+        };
+        let addrs = parse_listening(&text);
+        Daemon { child, addrs, log, config }
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        *self.addrs.get(name).unwrap_or_else(|| panic!("no listener {name} in {:?}", self.addrs))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits for the process to exit, at most `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Names of the process's threads, from /proc.
+    pub fn thread_names(&self) -> Vec<String> {
+        let dir = format!("/proc/{}/task", self.pid());
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_to_string(e.path().join("comm")).ok())
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.thread_names().iter().filter(|n| n.starts_with("worker-")).count()
+    }
+
+    /// Waits until `f` holds (checking every 10 ms) or `timeout`.
+    pub fn eventually(&self, timeout: Duration, mut f: impl FnMut(&Daemon) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(self) {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        f(self)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `listening listener=NAME addr=IP:PORT` lines → map.
+fn parse_listening(log: &str) -> HashMap<String, SocketAddr> {
+    let mut out = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("listening")) {
+        let field = |key: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|s| s.trim_matches('"').to_string())
+        };
+        if let (Some(name), Some(addr)) = (field("listener="), field("addr=")) {
+            if let Ok(addr) = addr.parse() {
+                out.insert(name, addr);
+            }
+        }
+    }
+    out
+}
+
+/// A client socket with read and write timeouts.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+    s
+}
+
+/// Sends `msg` and reads exactly its length back.
+pub fn echo_once(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    s.write_all(msg).unwrap();
+    let mut back = vec![0; msg.len()];
+    s.read_exact(&mut back).unwrap();
+    back
+}
+
+/// A deterministic pseudo-random byte stream (xorshift64*), so a reader can
+/// regenerate what a writer sent.
+pub struct Bytes(u64);
+
+impl Bytes {
+    pub fn new(seed: u64) -> Self {
+        Bytes(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// FNV-1a over a byte slice: a cheap content hash for comparing streams.
+pub fn hash(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// Raises this test process's open-files limit (the tests open thousands of sockets).
+pub fn raise_nofile() {
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+}
