@@ -264,7 +264,9 @@ impl Acceptor {
                 conn.deadline = limits.echo_idle_timeout.map(|d| now + d);
             }
             Protocol::Http => {
+                // The first head's header_timeout runs from the connection's accept.
                 conn.phase = Phase::HttpHead;
+                conn.head_started = Some(now);
                 conn.deadline = Some(now + limits.header_timeout);
             }
         }
@@ -331,7 +333,7 @@ impl Acceptor {
             Protocol::Http => {
                 // One non-blocking write of a small response: a fresh socket buffer
                 // always takes it; if not, the client gets the close alone.
-                let _ = (&*conn.stream).write(http::OVERLOADED);
+                let _ = (&*conn.stream).write(&http::canned(503, self.shared.config().server.server_header.as_deref()));
                 if let Next::Park(conn) = conn.close_gracefully() {
                     self.park(conn);
                 }
@@ -365,7 +367,8 @@ impl Acceptor {
                 Phase::HttpHead if !conn.input.is_empty() => {
                     // Part of a head came, the rest did not: RFC 9110 §15.5.9.
                     tracing::debug!(conn = conn.id, peer = %conn.peer, "request head timed out: 408");
-                    let _ = (&*conn.stream).write(http::TIMED_OUT);
+                    let _ =
+                        (&*conn.stream).write(&http::canned(408, self.shared.config().server.server_header.as_deref()));
                     if let Next::Park(conn) = conn.close_gracefully() {
                         self.park(conn);
                     }

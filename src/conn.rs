@@ -140,42 +140,44 @@ impl Conn {
         }
     }
 
-    /// Writes all of `buf`, waiting for writability up to `timeout` between progress.
-    /// A timeout is `ErrorKind::TimedOut`.
-    pub fn write_all_timeout(&self, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
-        while !buf.is_empty() {
-            match (&*self.stream).write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => buf = &buf[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !wait_ready(&self.stream, Interest::WRITABLE, timeout)? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "client did not take the response in time",
-                        ));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    /// Writes all of `buf`; see [`write_all`].
+    pub fn write_all_timeout(&self, buf: &[u8], timeout: Duration) -> io::Result<()> {
+        write_all(&self.stream, buf, timeout)
     }
+}
 
-    /// Reads what is available, waiting for readability up to `timeout` if nothing is.
-    /// A timeout is `ErrorKind::TimedOut`; `Ok(0)` is EOF.
-    pub fn read_timeout(&self, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-        loop {
-            match (&*self.stream).read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !wait_ready(&self.stream, Interest::READABLE, timeout)? {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "client sent nothing in time"));
-                    }
+/// Writes all of `buf` to a non-blocking socket, waiting for writability up to
+/// `timeout` each time it would block. A timeout is `ErrorKind::TimedOut`.
+pub fn write_all(stream: &TcpStream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
+    while !buf.is_empty() {
+        match (&*stream).write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_ready(stream, Interest::WRITABLE, timeout)? {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client did not take the response in time"));
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what is available from a non-blocking socket, waiting for readability up to
+/// `timeout` if nothing is. A timeout is `ErrorKind::TimedOut`; `Ok(0)` is EOF.
+pub fn read_some(stream: &TcpStream, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
+    loop {
+        match (&*stream).read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !wait_ready(stream, Interest::READABLE, timeout)? {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client sent nothing in time"));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
 }

@@ -1,33 +1,335 @@
-//! HTTP/1.1: the WSGI-like `App` interface, mounting, and the per-connection turn.
+//! HTTP/1.1: the WSGI-like `App` interface, mounting apps on path prefixes, and the
+//! pieces of a turn (`conn` runs one on a worker; `parse` and `body` are sans-IO;
+//! `response` writes; `apps` holds the built-in apps).
 //!
-//! Placeholder while the HTTP issue is in progress.
+//! An [`App`] is the Rust shape of a WSGI callable: a `Send + Sync` value called on a
+//! worker thread with a [`Request`] (the environ and the body as a `Read`) that returns a
+//! [`Response`] (status, headers, and a body of bytes or a `Read` stream) or an error.
+//! The server owns framing (`Content-Length` or chunked, `HEAD`, `100-continue`,
+//! keep-alive, `Date`), limits and error answers; the app never sees the socket.
+//!
+//! ```no_run
+//! use spindle::http::{App, AppResult, Request, Response};
+//!
+//! struct Hello;
+//! impl App for Hello {
+//!     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+//!         Ok(Response::text(200, format!("hello from {}\n", req.path())))
+//!     }
+//! }
+//! ```
 
+pub mod apps;
 pub mod body;
 pub mod conn;
 pub mod parse;
+pub mod response;
 
+use std::io::{self, Read};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::server::Shared;
 
-/// A canned response the acceptor writes itself when the queue is full.
-pub const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\nserver overloaded.\r\n";
-/// A canned response for a request head that did not arrive within `header_timeout`.
-pub const TIMED_OUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 18\r\n\r\nrequest timed out\n";
+pub use parse::Version;
 
-/// A WSGI-like application.
-pub trait App: Send + Sync + 'static {}
+/// A small `Connection: close` response the acceptor writes itself, without a worker:
+/// 503 when the queue is full, 408 when a head did not arrive within `header_timeout`.
+pub fn canned(status: u16, server: Option<&str>) -> Vec<u8> {
+    let reason = response::reason(status);
+    let body = format!("{}\n", reason.to_ascii_lowercase());
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\nDate: {}\r\n", response::now_imf_fixdate());
+    if let Some(server) = server {
+        out.push_str(&format!("Server: {server}\r\n"));
+    }
+    if status == 503 {
+        out.push_str("Retry-After: 1\r\n");
+    }
+    out.push_str(&format!(
+        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    out.into_bytes()
+}
 
-/// Apps mounted on path prefixes.
+/// What an app returns: a response, or an error the server answers with 500 (or with
+/// the body's own status when the error came from reading a malformed body).
+pub type AppResult<'a> = Result<Response<'a>, AppError>;
+
+/// An app's failure; logged with the request id, answered with 500.
+pub type AppError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A WSGI-like application, called on a worker thread once per request.
+///
+/// `call` may block (it runs on a pool thread, not on the event loop) and may panic: a
+/// panic is caught, answered with 500, logged with the request id, and the worker
+/// carries on. The response may borrow the request body (`Response::stream(req.into_body())`
+/// streams it back, as the built-in `echo` app does).
+pub trait App: Send + Sync + 'static {
+    /// Handles one request.
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a>;
+}
+
+/// A request as an app sees it.
+pub struct Request<'a> {
+    pub(crate) head: parse::Head,
+    pub(crate) peer: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) listener: &'a str,
+    pub(crate) script_name: &'a str,
+    pub(crate) id: u64,
+    pub(crate) body: Body<'a>,
+}
+
+impl<'a> Request<'a> {
+    /// The method, as sent (`GET`).
+    pub fn method(&self) -> &str {
+        &self.head.method
+    }
+    /// The request-target as sent (`/a%20b?x=1`, or absolute-form).
+    pub fn target(&self) -> &str {
+        &self.head.target
+    }
+    /// The percent-decoded path (`/a b`).
+    pub fn path(&self) -> &str {
+        &self.head.path
+    }
+    /// The query string, raw (`x=1`), empty if none.
+    pub fn query(&self) -> &str {
+        &self.head.query
+    }
+    /// HTTP/1.0 or HTTP/1.1.
+    pub fn version(&self) -> Version {
+        self.head.version
+    }
+    /// All headers in order, names as sent; repeated headers are kept.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.head.headers
+    }
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.header(name)
+    }
+    /// Every header named `name` (case-insensitive), in order.
+    pub fn headers_all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
+        self.head.headers_all(name)
+    }
+    /// The client's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+    /// The local address the client connected to.
+    pub fn local(&self) -> SocketAddr {
+        self.local
+    }
+    /// The listener's name from the config.
+    pub fn listener(&self) -> &str {
+        self.listener
+    }
+    /// The mount prefix this app is served under (WSGI `SCRIPT_NAME`; "" at "/").
+    pub fn script_name(&self) -> &str {
+        self.script_name
+    }
+    /// The path below the mount prefix (WSGI `PATH_INFO`).
+    pub fn path_info(&self) -> &str {
+        &self.head.path[self.script_name.len().min(self.head.path.len())..]
+    }
+    /// A process-unique id, also in the access log line.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+    /// The request body (de-chunked, capped at `max_body_bytes`). The first read sends
+    /// `100 Continue` if the client asked for it.
+    pub fn body(&mut self) -> &mut Body<'a> {
+        &mut self.body
+    }
+    /// The body, by value (to stream it into a response).
+    pub fn into_body(self) -> Body<'a> {
+        self.body
+    }
+
+    /// The CGI/WSGI environ: `REQUEST_METHOD`, `SCRIPT_NAME`, `PATH_INFO`,
+    /// `QUERY_STRING`, `CONTENT_TYPE`, `CONTENT_LENGTH`, `SERVER_NAME`, `SERVER_PORT`,
+    /// `SERVER_PROTOCOL`, `REMOTE_ADDR`, `REMOTE_PORT`, and `HTTP_*` for the other
+    /// headers (repeated ones joined with ", ", as WSGI servers do).
+    pub fn environ(&self) -> Vec<(String, String)> {
+        let server_name = self
+            .head
+            .host
+            .as_deref()
+            .map(|h| h.rsplit_once(':').filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit())).map_or(h, |(n, _)| n))
+            .unwrap_or("")
+            .to_string();
+        let mut env = vec![
+            ("REQUEST_METHOD".to_string(), self.method().to_string()),
+            ("SCRIPT_NAME".to_string(), self.script_name().to_string()),
+            ("PATH_INFO".to_string(), self.path_info().to_string()),
+            ("QUERY_STRING".to_string(), self.query().to_string()),
+            ("CONTENT_TYPE".to_string(), self.header("content-type").unwrap_or("").to_string()),
+            ("CONTENT_LENGTH".to_string(), self.header("content-length").unwrap_or("").to_string()),
+            ("SERVER_NAME".to_string(), if server_name.is_empty() { self.local.ip().to_string() } else { server_name }),
+            ("SERVER_PORT".to_string(), self.local.port().to_string()),
+            (
+                "SERVER_PROTOCOL".to_string(),
+                match self.version() {
+                    Version::Http10 => "HTTP/1.0",
+                    Version::Http11 => "HTTP/1.1",
+                }
+                .to_string(),
+            ),
+            ("REMOTE_ADDR".to_string(), self.peer.ip().to_string()),
+            ("REMOTE_PORT".to_string(), self.peer.port().to_string()),
+        ];
+        for (name, value) in &self.head.headers {
+            let key = name.to_ascii_uppercase().replace('-', "_");
+            if key == "CONTENT_TYPE" || key == "CONTENT_LENGTH" {
+                continue;
+            }
+            let key = format!("HTTP_{key}");
+            match env.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => {
+                    v.push_str(", ");
+                    v.push_str(value);
+                }
+                None => env.push((key, value.clone())),
+            }
+        }
+        env
+    }
+}
+
+/// The request body as a `Read`: de-chunked, limited, with `100 Continue` on first read.
+/// Reading past a malformed body or the size limit fails with `InvalidData`.
+pub struct Body<'a> {
+    pub(crate) inner: &'a mut (dyn Read + 'a),
+}
+
+impl Read for Body<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+/// A response body.
+pub enum ResponseBody<'a> {
+    /// No body.
+    Empty,
+    /// A body whose length is known: sent with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// A streamed body: chunked on HTTP/1.1 (or `Content-Length` when the length is
+    /// given), close-delimited on HTTP/1.0.
+    Stream(Box<dyn Read + 'a>, Option<u64>),
+}
+
+/// A response as an app returns it. The server adds `Date`, `Server`, framing and
+/// `Connection`; an app that sets a hop-by-hop header, or a header with CR, LF or NUL,
+/// gets a 500 instead (and its mistake is logged).
+pub struct Response<'a> {
+    /// Status code (100..=999).
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: ResponseBody<'a>,
+}
+
+impl<'a> Response<'a> {
+    /// A response with no body.
+    pub fn empty(status: u16) -> Self {
+        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+    }
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::bytes(status, "text/plain; charset=utf-8", body.into().into_bytes())
+    }
+    /// A response with a known-length body of `content_type`.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: ResponseBody::Bytes(body),
+        }
+    }
+    /// A streamed response of unknown length.
+    pub fn stream(status: u16, body: impl Read + 'a) -> Self {
+        Response { status, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+    }
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// Apps mounted on path prefixes: the longest prefix that matches on a segment
+/// boundary wins (WSGI `URLMap`): `/echo` serves `/echo` and `/echo/x`, not `/echoes`.
 #[derive(Default)]
 pub struct Router {
-    #[allow(dead_code)]
+    /// `(prefix without trailing slash, app)`, longest first; "/" is stored as "".
     mounts: Vec<(String, Arc<dyn App>)>,
 }
 
 impl Router {
-    /// Builds a router.
-    pub fn new(_config: &[(String, String)], custom: &[(String, Arc<dyn App>)], _shared: &Arc<Shared>) -> Router {
-        Router { mounts: custom.to_vec() }
+    /// Builds a router from the config's `(prefix, built-in name)` pairs and the apps an
+    /// embedding program mounted (which win on equal prefixes).
+    pub fn new(config: &[(String, String)], custom: &[(String, Arc<dyn App>)], shared: &Arc<Shared>) -> Router {
+        let mut mounts: Vec<(String, Arc<dyn App>)> = Vec::new();
+        let mut add = |prefix: &str, app: Arc<dyn App>| {
+            let prefix = prefix.trim_end_matches('/').to_string();
+            mounts.retain(|(p, _)| *p != prefix);
+            mounts.push((prefix, app));
+        };
+        for (prefix, name) in config {
+            if let Some(app) = apps::builtin(name, shared) {
+                add(prefix, app);
+            }
+        }
+        for (prefix, app) in custom {
+            add(prefix, Arc::clone(app));
+        }
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+        Router { mounts }
+    }
+
+    /// The app for `path` and its `SCRIPT_NAME`.
+    pub fn route(&self, path: &str) -> Option<(&str, &Arc<dyn App>)> {
+        self.mounts.iter().find_map(|(prefix, app)| {
+            let rest = path.strip_prefix(prefix.as_str())?;
+            (rest.is_empty() || rest.starts_with('/')).then_some((prefix.as_str(), app))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Named;
+    impl App for Named {
+        fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+            Ok(Response::empty(204))
+        }
+    }
+
+    #[test]
+    fn longest_prefix_on_a_segment_boundary_wins() {
+        let app: Arc<dyn App> = Arc::new(Named);
+        let mut mounts: Vec<(String, Arc<dyn App>)> =
+            ["", "/echo", "/a/b"].iter().map(|p| (p.to_string(), Arc::clone(&app))).collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
+        let router = Router { mounts };
+        for (path, script) in [
+            ("/", Some("")),
+            ("/echo", Some("/echo")),
+            ("/echo/x", Some("/echo")),
+            ("/echoes", Some("")),
+            ("/a/b/c", Some("/a/b")),
+            ("/a/bc", Some("")),
+        ] {
+            assert_eq!(router.route(path).map(|(s, _)| s), script, "{path}");
+        }
+        let only_echo = Router { mounts: vec![("/echo".into(), app)] };
+        assert!(only_echo.route("/").is_none());
+        assert!(only_echo.route("/other").is_none());
     }
 }

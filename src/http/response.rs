@@ -1,0 +1,374 @@
+//! Writing responses: the server's half of the WSGI contract. The app says status,
+//! headers and body; this module decides the framing (RFC 9112 §6): `Content-Length`
+//! when the length is known, chunked on HTTP/1.1 otherwise, close-delimited on
+//! HTTP/1.0; no body for `HEAD`, 1xx, 204 and 304. It adds `Date` (RFC 9110 §6.6.1),
+//! `Server` and `Connection`, and refuses what an app must not send: hop-by-hop headers
+//! and names or values with CR, LF or NUL (response splitting), which become a 500.
+//!
+//! The head and a small body go out in one `write` (one syscall, one TCP segment).
+//! Runs on worker threads; writes wait for the client at most the given timeout.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use std::net::TcpStream;
+
+use crate::conn::write_all;
+use crate::http::{Response, ResponseBody, Version};
+
+/// Bodies up to this size are sent in the same write as the head.
+const COALESCE: usize = 64 * 1024;
+/// Read size when streaming a body.
+const STREAM_CHUNK: usize = 32 * 1024;
+
+/// How the response must be framed, from the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Framing {
+    /// The request's version.
+    pub version: Version,
+    /// The request was `HEAD`: headers only.
+    pub head_only: bool,
+    /// Whether the connection may stay open after this response.
+    pub keep_alive: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// The status actually sent (500 when the app's response was refused).
+    pub status: u16,
+    /// Bytes written, head included.
+    pub bytes: u64,
+    /// Whether the connection may stay open (the framing allowed it and the body was
+    /// complete).
+    pub keep_alive: bool,
+}
+
+/// Why an app's response was refused (it becomes a 500; this is logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+/// The reason phrase for `status`.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// A plain-text error response: the status line's words as the body.
+pub fn error(status: u16, detail: &str) -> Response<'static> {
+    let body =
+        if detail.is_empty() { format!("{}\n", reason(status)) } else { format!("{}: {detail}\n", reason(status)) };
+    Response::text(status, body)
+}
+
+const HOP_BY_HOP: [&str; 8] =
+    ["connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection", "content-length"];
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Checks an app's response and takes out its `Content-Length` (the server frames).
+/// Returns the declared length if the app gave one.
+pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
+    if !(200..=999).contains(&resp.status) {
+        return Err(Refused(format!("status {} is not a final status code", resp.status)));
+    }
+    let mut declared = None;
+    for (name, value) in &resp.headers {
+        if !is_token(name) {
+            return Err(Refused(format!("header name {name:?} is not a token")));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(Refused(format!("header {name} has CR, LF or NUL in its value")));
+        }
+        let lower = name.to_ascii_lowercase();
+        if lower == "content-length" {
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Refused(format!("Content-Length {value:?} is not a number")))?;
+            declared = Some(n);
+        } else if HOP_BY_HOP.contains(&lower.as_str()) {
+            return Err(Refused(format!("hop-by-hop header {name} is the server's to set")));
+        }
+    }
+    if let Some(n) = declared {
+        resp.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
+        match &mut resp.body {
+            ResponseBody::Bytes(b) if b.len() as u64 != n => {
+                return Err(Refused(format!("Content-Length {n} but a body of {} bytes", b.len())));
+            }
+            ResponseBody::Empty if n != 0 => return Err(Refused(format!("Content-Length {n} but no body"))),
+            ResponseBody::Stream(_, len) => *len = Some(n),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Writes `resp` (already `check`ed) to `conn`. An I/O error means the connection is
+/// unusable; the caller closes it.
+pub fn write(
+    conn: &TcpStream,
+    resp: Response<'_>,
+    framing: Framing,
+    server: Option<&str>,
+    timeout: Duration,
+) -> io::Result<Written> {
+    let status = resp.status;
+    let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
+    let mut keep_alive = framing.keep_alive;
+    let mut head = String::with_capacity(256);
+    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+    head.push_str("Date: ");
+    date(&mut head);
+    head.push_str("\r\n");
+    if let Some(server) = server {
+        let _ = write!(head, "Server: {server}\r\n");
+    }
+    for (name, value) in &resp.headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    enum Out<'b> {
+        Nothing,
+        Bytes(Vec<u8>),
+        Exact(Box<dyn Read + 'b>, u64),
+        Chunked(Box<dyn Read + 'b>),
+        UntilClose(Box<dyn Read + 'b>),
+    }
+    let send = match resp.body {
+        ResponseBody::Empty => {
+            if status != 204 && status != 304 {
+                head.push_str("Content-Length: 0\r\n");
+            }
+            Out::Nothing
+        }
+        ResponseBody::Bytes(b) => {
+            if status != 204 && status != 304 {
+                let _ = write!(head, "Content-Length: {}\r\n", b.len());
+            }
+            if no_body {
+                Out::Nothing
+            } else {
+                Out::Bytes(b)
+            }
+        }
+        ResponseBody::Stream(r, Some(n)) => {
+            if status != 204 && status != 304 {
+                let _ = write!(head, "Content-Length: {n}\r\n");
+            }
+            if no_body {
+                Out::Nothing
+            } else {
+                Out::Exact(r, n)
+            }
+        }
+        ResponseBody::Stream(_, None) if no_body => Out::Nothing,
+        ResponseBody::Stream(r, None) => match framing.version {
+            Version::Http11 => {
+                head.push_str("Transfer-Encoding: chunked\r\n");
+                Out::Chunked(r)
+            }
+            Version::Http10 => {
+                keep_alive = false;
+                Out::UntilClose(r)
+            }
+        },
+    };
+    if !keep_alive {
+        head.push_str("Connection: close\r\n");
+    } else if framing.version == Version::Http10 {
+        head.push_str("Connection: keep-alive\r\n");
+    }
+    head.push_str("\r\n");
+
+    let mut out = head.into_bytes();
+    let mut bytes = out.len() as u64;
+    match send {
+        Out::Nothing => write_all(conn, &out, timeout)?,
+        Out::Bytes(b) => {
+            bytes += b.len() as u64;
+            if b.len() <= COALESCE {
+                out.extend_from_slice(&b);
+                write_all(conn, &out, timeout)?;
+            } else {
+                write_all(conn, &out, timeout)?;
+                write_all(conn, &b, timeout)?;
+            }
+        }
+        Out::Exact(mut r, n) => {
+            write_all(conn, &out, timeout)?;
+            let copied = copy(&mut r, conn, Some(n), false, timeout)?;
+            bytes += copied;
+            if copied < n {
+                // The app promised more than it had: the client cannot frame the next
+                // response, so the connection must end.
+                keep_alive = false;
+            }
+        }
+        Out::Chunked(mut r) => {
+            write_all(conn, &out, timeout)?;
+            bytes += copy(&mut r, conn, None, true, timeout)?;
+        }
+        Out::UntilClose(mut r) => {
+            write_all(conn, &out, timeout)?;
+            bytes += copy(&mut r, conn, None, false, timeout)?;
+        }
+    }
+    Ok(Written { status, bytes, keep_alive })
+}
+
+/// Copies a body stream to the client, chunked or not, at most `limit` bytes.
+fn copy(r: &mut dyn Read, conn: &TcpStream, limit: Option<u64>, chunked: bool, timeout: Duration) -> io::Result<u64> {
+    let mut buf = vec![0u8; STREAM_CHUNK + 32];
+    let mut total = 0u64;
+    loop {
+        let room = limit.map_or(STREAM_CHUNK, |l| (l - total).min(STREAM_CHUNK as u64) as usize);
+        if room == 0 {
+            break;
+        }
+        // Leave space in front for the chunk-size line so each chunk is one write.
+        let n = match r.read(&mut buf[16..16 + room]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        total += n as u64;
+        if chunked {
+            let size = format!("{n:x}\r\n");
+            let start = 16 - size.len();
+            buf[start..16].copy_from_slice(size.as_bytes());
+            buf[16 + n..16 + n + 2].copy_from_slice(b"\r\n");
+            write_all(conn, &buf[start..16 + n + 2], timeout)?;
+        } else {
+            write_all(conn, &buf[16..16 + n], timeout)?;
+        }
+    }
+    if chunked {
+        write_all(conn, b"0\r\n\r\n", timeout)?;
+        total += 5;
+    }
+    Ok(total)
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends the current time as an IMF-fixdate (RFC 9110 §5.6.7), cached per second.
+fn date(out: &mut String) {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut cache = cell.borrow_mut();
+        if cache.0 != secs {
+            *cache = (secs, imf_fixdate(secs));
+        }
+        out.push_str(&cache.1);
+    });
+}
+
+/// The current time as an IMF-fixdate.
+pub fn now_imf_fixdate() -> String {
+    let mut s = String::with_capacity(29);
+    date(&mut s);
+    s
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` for seconds since the Unix epoch.
+pub fn imf_fixdate(secs: u64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let weekday = DAYS[((days + 4) % 7) as usize]; // 1970-01-01 was a Thursday
+                                                   // Civil date from a day count (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
+        MONTHS[(month - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imf_fixdate_matches_known_dates() {
+        for (secs, want) in [
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"), // RFC 9110's example
+            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
+            (1_798_761_599, "Thu, 31 Dec 2026 23:59:59 GMT"),
+        ] {
+            assert_eq!(imf_fixdate(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
+    fn app_responses_that_would_split_or_reframe_are_refused() {
+        let cases: Vec<(Response<'static>, bool)> = vec![
+            (Response::text(200, "x").with_header("X-Ok", "fine"), true),
+            (Response::text(200, "x").with_header("X-Bad", "a\r\nSet-Cookie: evil=1"), false),
+            (Response::text(200, "x").with_header("X-Nul", "a\0b"), false),
+            (Response::text(200, "x").with_header("Bad Name", "v"), false),
+            (Response::text(200, "x").with_header("Transfer-Encoding", "chunked"), false),
+            (Response::text(200, "x").with_header("Connection", "close"), false),
+            (Response::text(200, "x").with_header("Content-Length", "1"), true),
+            (Response::text(200, "x").with_header("Content-Length", "2"), false),
+            (Response::empty(101), false),
+        ];
+        for (i, (mut resp, ok)) in cases.into_iter().enumerate() {
+            assert_eq!(check(&mut resp).is_ok(), ok, "case {i}");
+        }
+    }
+}
