@@ -156,7 +156,7 @@ fn serve(
     let path = head.path.clone();
     let version = head.version;
     let head_only = head.method == "HEAD";
-    let mut keep_alive = head.keep_alive && !shared.stop.is_set() && conn.requests < limits.max_requests_per_connection;
+    let mut keep_alive = head.keep_alive && conn.requests < limits.max_requests_per_connection;
     let progress = Progress::default();
     let expect = head.expect_continue && head.body != BodyKind::Empty;
     progress.expect.set(if expect { Continue::Pending } else { Continue::NotAsked });
@@ -247,6 +247,9 @@ fn serve(
         if !matches!(resp.body, ResponseBody::Stream(..)) && !progress.complete.get() && !progress.drainable.get() {
             keep_alive = false;
         }
+        // Decided now, not before the app ran: a stop that began meanwhile is told to
+        // this client with `Connection: close` (it should reconnect elsewhere).
+        let keep_alive = keep_alive && !shared.draining.load(Ordering::SeqCst);
         let framing = Framing { version, head_only, keep_alive };
         let status = resp.status;
         resp.headers.shrink_to_fit();
@@ -283,7 +286,7 @@ fn serve(
         // The app left part of the body unread: skip it if it is small, else close.
         keep_alive = progress.drainable.get() && reader.drain().is_ok() && progress.complete.get();
     }
-    Some(keep_alive && !shared.stop.is_set())
+    Some(keep_alive && !shared.draining.load(Ordering::SeqCst))
 }
 
 /// Reads the first block of a streamed body before the head is written, so that (1) a

@@ -1,0 +1,189 @@
+//! The embedding API with apps written in the test: blocking apps and overload,
+//! failing and panicking apps, responses an app must not send.
+
+mod util;
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use spindle::http::{AppResult, Request, Response};
+use spindle::{App, Config, Server, ServerHandle};
+use util::*;
+
+/// Starts an embedded server with `app` at "/" on 127.0.0.1:0.
+fn serve(pool: &str, app: impl App) -> (SocketAddr, ServerHandle, thread::JoinHandle<spindle::StopSummary>) {
+    let text = format!(
+        "[pool]\n{pool}\n[server]\ngraceful_timeout = \"5s\"\n\
+         [[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n\"/healthz\" = \"healthz\"\n"
+    );
+    let config = Config::parse(&text, "<test>").unwrap();
+    let server = Server::builder(config).mount("/", app).build().unwrap();
+    let addr = server.local_addrs()[0].1;
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    (addr, handle, runner)
+}
+
+/// Sends one request and reads the whole response (the server closes or it is framed
+/// by Content-Length); returns (status, head, body).
+fn request(addr: SocketAddr, raw: &str) -> (u16, String, Vec<u8>) {
+    let mut s = connect(addr);
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; so far {:?}", String::from_utf8_lossy(&got)),
+        }
+        if let Some(end) = find(&got, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if let Some(len) = len {
+                if got.len() >= end + 4 + len {
+                    break;
+                }
+            }
+        }
+    }
+    let end = find(&got, b"\r\n\r\n").expect("a complete head");
+    let head = String::from_utf8_lossy(&got[..end]).to_string();
+    let status = head[9..12].parse().unwrap();
+    (status, head, got[end + 4..].to_vec())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+
+/// Blocks each call until the test releases it.
+struct Gate {
+    entered: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+impl App for Gate {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+        let _ = self.entered.lock().unwrap().send(());
+        let _ = self.release.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        Ok(Response::text(200, "released\n"))
+    }
+}
+
+#[test]
+fn with_the_queue_full_further_requests_get_503_at_once() {
+    let (entered_tx, entered) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    let gate = Gate { entered: Mutex::new(entered_tx), release: Mutex::new(release_rx) };
+    let (addr, handle, runner) = serve("min_threads = 1\nmax_threads = 1\nqueue_capacity = 1", gate);
+    // One request holds the only worker, one waits in the queue.
+    let busy = thread::spawn(move || request(addr, GET));
+    entered.recv_timeout(Duration::from_secs(5)).expect("first request reached the app");
+    let mut queued = connect(addr);
+    queued.write_all(GET.as_bytes()).unwrap();
+    // The queue (capacity 1) fills once the acceptor has dispatched it; then requests
+    // are shed without waiting for a worker.
+    let mut shed = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while shed < 3 && Instant::now() < deadline {
+        let started = Instant::now();
+        let (status, head, _) = request(addr, GET);
+        if status == 503 {
+            assert!(started.elapsed() < Duration::from_millis(500), "503 took {:?}", started.elapsed());
+            assert!(head.contains("Retry-After: 1"), "{head}");
+            assert!(head.contains("Connection: close"), "{head}");
+            shed += 1;
+        }
+    }
+    assert_eq!(shed, 3, "requests beyond the queue were not shed");
+    release.send(()).unwrap();
+    release.send(()).unwrap();
+    assert_eq!(busy.join().unwrap().0, 200);
+    let mut rest = Vec::new();
+    queued.read_to_end(&mut rest).unwrap();
+    assert!(rest.starts_with(b"HTTP/1.1 200"), "the queued request is served: {:?}", String::from_utf8_lossy(&rest));
+    handle.stop();
+    let summary = runner.join().unwrap();
+    assert!(summary.missed.is_empty());
+}
+
+struct Faulty;
+
+impl App for Faulty {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+        match req.path() {
+            "/panic" => panic!("the app panics on purpose"),
+            "/fail" => Err("the app fails on purpose".into()),
+            "/split" => Ok(Response::text(200, "x").with_header("X-Evil", "a\r\nSet-Cookie: pwned=1")),
+            "/hop" => Ok(Response::text(200, "x").with_header("Transfer-Encoding", "chunked")),
+            _ => Ok(Response::text(200, "fine\n")),
+        }
+    }
+}
+
+#[test]
+fn a_panicking_or_failing_app_gets_500_and_a_closed_connection_and_the_worker_lives_on() {
+    let (addr, handle, runner) = serve("min_threads = 1\nmax_threads = 1", Faulty);
+    for path in ["/panic", "/fail", "/split", "/hop"] {
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        let (status, head, _) = request(addr, &raw);
+        assert_eq!(status, 500, "{path}: {head}");
+        assert!(head.contains("Connection: close"), "{path}: {head}");
+        assert!(!head.contains("pwned"), "{path}: a header value with CRLF was written: {head}");
+        // The one worker is still there.
+        let (status, _, body) = request(addr, GET);
+        assert_eq!((status, body.as_slice()), (200, &b"fine\n"[..]), "after {path}");
+    }
+    handle.stop();
+    let summary = runner.join().unwrap();
+    assert!(summary.missed.is_empty());
+}
+
+struct Upper;
+
+impl App for Upper {
+    fn call<'a>(&self, mut req: Request<'a>) -> AppResult<'a> {
+        let mut body = Vec::new();
+        req.body().read_to_end(&mut body)?;
+        Ok(Response::bytes(200, "text/plain", body.to_ascii_uppercase()))
+    }
+}
+
+#[test]
+fn an_app_reads_the_body_and_a_bad_body_gets_its_own_status_not_500() {
+    let (addr, handle, runner) = serve("", Upper);
+    let ok = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+    assert_eq!(request(addr, ok).2, b"ABCDE");
+    let bad = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX0\r\n\r\n";
+    let (status, head, _) = request(addr, bad);
+    assert_eq!(status, 400, "{head}");
+    assert!(head.contains("Connection: close"));
+    handle.stop();
+    runner.join().unwrap();
+}
+
+#[test]
+fn a_stop_while_idle_keep_alive_connections_are_parked_closes_them_and_returns() {
+    let (addr, handle, runner) = serve("", Upper);
+    let mut idle = connect(addr);
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0; 512];
+    assert!(idle.read(&mut buf).unwrap() > 0);
+    let started = Instant::now();
+    handle.stop();
+    let summary = runner.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3), "stop took {:?}", started.elapsed());
+    assert_eq!(summary.report.cut, 0);
+    // The parked connection was closed cleanly: EOF, not a reset.
+    assert_eq!(idle.read(&mut buf).unwrap(), 0);
+}
