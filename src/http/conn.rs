@@ -34,8 +34,10 @@ use crate::server::Shared;
 
 /// Requests one turn may serve before the thread goes back to the queue.
 const TURN_REQUESTS: usize = 32;
-/// Read size for request heads and bodies.
+/// Read size for request heads.
 const READ_CHUNK: usize = 16 * 1024;
+/// Read size for chunked request bodies.
+const BODY_CHUNK: usize = 64 * 1024;
 /// An unread body up to this size is read and discarded so the connection can be
 /// reused; a larger one closes the connection instead.
 const DRAIN_LIMIT: u64 = 64 * 1024;
@@ -422,13 +424,32 @@ impl<'a> BodyReader<'a> {
     /// Reads more from the socket onto `input`; EOF before the body ends is an error.
     fn fill(&mut self) -> io::Result<()> {
         let old = self.input.len();
-        self.input.resize(old + READ_CHUNK, 0);
+        self.input.resize(old + BODY_CHUNK, 0);
         let result = read_some(self.stream, &mut self.input[old..], self.timeout);
         let n = *result.as_ref().unwrap_or(&0);
         self.input.truncate(old + n);
         match result {
             Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the client closed before the body ended")),
             Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads more onto `input` only if the socket has bytes now; never waits.
+    fn fill_now(&mut self) -> io::Result<bool> {
+        let old = self.input.len();
+        self.input.resize(old + BODY_CHUNK, 0);
+        let result = loop {
+            match (&*self.stream).read(&mut self.input[old..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = *result.as_ref().unwrap_or(&0);
+        self.input.truncate(old + n);
+        match result {
+            Ok(n) => Ok(n > 0),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -492,29 +513,39 @@ impl Read for BodyReader<'_> {
                 }
                 n
             }
-            State::Chunked(_) => loop {
-                let State::Chunked(decoder) = &mut self.state else { break 0 };
-                if !self.input.is_empty() {
-                    let (used, written) = match decoder.decode(self.input, out) {
-                        Ok(r) => r,
-                        Err(e) => return Err(self.fail(400, &e.to_string())),
-                    };
-                    self.input.drain(..used);
-                    if decoder.decoded_total() > self.limit {
-                        return Err(self.fail(413, "larger than max_body_bytes"));
+            State::Chunked(_) => {
+                // Decode everything already buffered (up to `out`), and wait on the
+                // client only when nothing at all is at hand.
+                let mut total = 0;
+                while let State::Chunked(decoder) = &mut self.state {
+                    if !self.input.is_empty() && total < out.len() {
+                        let (used, written) = match decoder.decode(self.input, &mut out[total..]) {
+                            Ok(r) => r,
+                            Err(e) => return Err(self.fail(400, &e.to_string())),
+                        };
+                        self.input.drain(..used);
+                        total += written;
+                        if decoder.decoded_total() > self.limit {
+                            return Err(self.fail(413, "larger than max_body_bytes"));
+                        }
+                        if decoder.is_done() {
+                            self.state = State::Done;
+                            break;
+                        }
+                        if used > 0 || written > 0 {
+                            continue;
+                        }
                     }
-                    if decoder.is_done() {
-                        self.state = State::Done;
+                    if total > 0 {
+                        if total < out.len() && self.fill_now()? {
+                            continue;
+                        }
+                        break;
                     }
-                    if written > 0 || matches!(self.state, State::Done) {
-                        break written;
-                    }
-                    if used > 0 {
-                        continue;
-                    }
+                    self.fill()?;
                 }
-                self.fill()?;
-            },
+                total
+            }
         };
         self.progress.body_bytes.set(self.progress.body_bytes.get() + n as u64);
         self.update();
