@@ -98,7 +98,14 @@ pub struct Acceptor {
     shared: Arc<Shared>,
     stopping: Option<Stopping>,
     last_shed_warning: Option<Instant>,
+    /// `WATCHDOG=1` interval and next due time (sent from this loop on purpose).
+    watchdog: Option<(Duration, Instant)>,
+    /// Next `STATUS=` update for systemd.
+    next_status: Option<Instant>,
 }
+
+/// How often the acceptor refreshes systemd's `STATUS=` line.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 impl Acceptor {
     /// Builds the acceptor around a poll whose registry already holds the `Waker`
@@ -124,7 +131,14 @@ impl Acceptor {
             shared,
             stopping: None,
             last_shed_warning: None,
+            watchdog: None,
+            next_status: None,
         };
+        if acceptor.shared.notifier.enabled() {
+            let now = Instant::now();
+            acceptor.watchdog = crate::systemd::watchdog_interval().map(|every| (every, now));
+            acceptor.next_status = Some(now + STATUS_EVERY);
+        }
         acceptor.listen(true)?;
         Ok(acceptor)
     }
@@ -162,8 +176,24 @@ impl Acceptor {
             self.expire(Instant::now());
             self.maybe_resume_accepting();
             self.shared.metrics.parked.set(self.parked.len() as u64);
+            self.tell_systemd(Instant::now());
             if let Some(report) = self.advance_stop() {
                 return report;
+            }
+        }
+    }
+
+    fn tell_systemd(&mut self, now: Instant) {
+        if let Some((every, due)) = &mut self.watchdog {
+            if now >= *due {
+                self.shared.notifier.notify("WATCHDOG=1");
+                *due = now + *every;
+            }
+        }
+        if let Some(due) = &mut self.next_status {
+            if now >= *due {
+                self.shared.notifier.notify(&format!("STATUS={}", self.shared.status_line()));
+                *due = now + STATUS_EVERY;
             }
         }
     }
@@ -176,6 +206,8 @@ impl Acceptor {
             }
         };
         consider(self.accept_resume_at);
+        consider(self.watchdog.map(|(_, due)| due));
+        consider(self.next_status);
         if let Some(s) = &self.stopping {
             if s.deadline.is_none() {
                 consider(Some(s.close_listeners_at));
@@ -386,6 +418,7 @@ impl Acceptor {
         let now = Instant::now();
         let drain_delay = self.shared.config().server.drain_delay;
         self.shared.draining.store(true, Ordering::SeqCst);
+        self.shared.notifier.stopping("graceful stop: draining");
         tracing::info!(drain_delay = ?drain_delay, "graceful stop: readiness now 503; listeners close after drain_delay");
         self.stopping = Some(Stopping {
             started: now,
@@ -461,6 +494,7 @@ impl Acceptor {
 
     fn stop_now(mut self) -> StopReport {
         let started = self.stopping.as_ref().map_or_else(Instant::now, |s| s.started);
+        self.shared.notifier.stopping("immediate stop");
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.stop.set();
         let _ = self.listen(false);

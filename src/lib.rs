@@ -20,6 +20,7 @@ pub mod pool;
 pub mod server;
 pub mod signals;
 pub mod stop;
+pub mod systemd;
 
 pub use config::Config;
 pub use http::App;

@@ -5,13 +5,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer};
 
-use spindle::config::{Config, LogConfig, LogFormat, DEFAULT_TOML};
+use spindle::config::{Config, LogConfig, LogFormat, Protocol, DEFAULT_TOML};
 use spindle::server::StartError;
 use spindle::Server;
 
@@ -33,6 +34,13 @@ enum Command {
     Check,
     /// Print the documented default config.
     PrintConfig,
+    /// GET a URL (default: the first HTTP listener's /healthz); exit 0 on 200 within 2 s.
+    /// For container HEALTHCHECKs: the image needs no curl.
+    Healthcheck {
+        /// `http://HOST:PORT/PATH` (HOST an IP address or localhost).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +64,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Healthcheck { url } => {
+            let target = match url {
+                Some(url) => url,
+                None => match load().map_err(|e| e.to_string()).and_then(|c| default_health_url(&c)) {
+                    Ok(u) => u,
+                    Err(e) => {
+                        eprintln!("spindle healthcheck: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            match health::check(&target, Duration::from_secs(2)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("spindle healthcheck: {target}: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Run => {
             let config = match load() {
                 Ok(c) => c,
@@ -81,23 +108,92 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         Ok(n) => tracing::info!(nofile = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit: {n}"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
     }
-    let server = match Server::builder(config).signals(true).config_path(path).on_log_level(set_level).build() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("spindle: {e}");
-            return ExitCode::from(match e {
-                StartError::Bind(_) => 2,
-                _ => 1,
-            });
-        }
-    };
+    let server =
+        match Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level).build() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("spindle: {e}");
+                return ExitCode::from(match e {
+                    StartError::Bind(_) | StartError::Activation(_) => 2,
+                    _ => 1,
+                });
+            }
+        };
     match server.run() {
         Ok(summary) if summary.missed.is_empty() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// `http://ADDR/healthz` for the first HTTP listener; a wildcard bind is asked on the
+/// loopback address of its family.
+fn default_health_url(config: &Config) -> Result<String, String> {
+    let listener = config
+        .listeners
+        .iter()
+        .find(|l| l.protocol == Protocol::Http)
+        .ok_or("the config has no HTTP listener; pass --url")?;
+    let mut addr = listener.bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    Ok(format!("http://{addr}/healthz"))
+}
+
+mod health {
+    //! A minimal HTTP/1.1 GET for `spindle healthcheck`.
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    use std::time::{Duration, Instant};
+
+    /// GETs `url`; `Ok` on a 200 within `budget`, else why not.
+    pub fn check(url: &str, budget: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + budget;
+        let rest = url.strip_prefix("http://").ok_or("only http:// URLs are supported")?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/" } else { path };
+        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
+            && !authority.ends_with(']')
+        {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        };
+        let addr: SocketAddr = match with_port.parse() {
+            Ok(a) => a,
+            Err(_) if with_port.starts_with("localhost:") => {
+                with_port.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("localhost does not resolve")?
+            }
+            Err(_) => return Err(format!("{authority:?} is not an IP address and port")),
+        };
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let mut s = TcpStream::connect_timeout(&addr, left(deadline)).map_err(|e| format!("connect: {e}"))?;
+        s.set_read_timeout(Some(left(deadline))).map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(left(deadline))).map_err(|e| e.to_string())?;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: spindle-healthcheck\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 512];
+        while !head.windows(2).any(|w| w == b"\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("no answer within {budget:?}: {e}")),
+            }
+        }
+        let line = String::from_utf8_lossy(&head);
+        let status_line = line.lines().next().unwrap_or("").trim();
+        match status_line.split_whitespace().nth(1) {
+            Some("200") => Ok(()),
+            Some(_) => Err(format!("answered {status_line:?}")),
+            None => Err("no HTTP response".into()),
         }
     }
 }

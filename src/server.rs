@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSize, SpawnError};
 use crate::signals;
 use crate::stop::StopEvent;
+use crate::systemd::{self, ActivationError, Notifier};
 use crate::{echo, pool};
 
 /// After the acceptor is done, how long the pool gets to finish before sockets are cut.
@@ -51,6 +52,8 @@ pub struct Shared {
     pool: OnceLock<Weak<Pool<Conn>>>,
     /// When the server started, for `status`.
     pub started: Instant,
+    /// sd_notify (silent unless enabled and `NOTIFY_SOCKET` is set).
+    pub notifier: Notifier,
 }
 
 impl Shared {
@@ -79,6 +82,21 @@ impl Shared {
     pub fn pool(&self) -> Option<Arc<Pool<Conn>>> {
         self.pool.get().and_then(Weak::upgrade)
     }
+
+    /// One line of live figures, for systemd's `STATUS=`.
+    pub fn status_line(&self) -> String {
+        let pool = self.pool_stats();
+        format!(
+            "{} connections ({} parked), {}/{} threads busy, queue {}/{}, shed {}",
+            self.registry.open(),
+            self.metrics.parked.get(),
+            pool.busy,
+            pool.threads,
+            pool.queued,
+            pool.capacity,
+            self.metrics.shed.get()
+        )
+    }
 }
 
 /// Why a server could not start.
@@ -90,6 +108,8 @@ pub enum StartError {
     Io(std::io::Error),
     /// The pool could not start its threads.
     Spawn(SpawnError),
+    /// The sockets systemd passed do not fit the config (exit status 2).
+    Activation(ActivationError),
 }
 
 impl fmt::Display for StartError {
@@ -98,6 +118,7 @@ impl fmt::Display for StartError {
             StartError::Bind(e) => e.fmt(f),
             StartError::Io(e) => write!(f, "cannot start: {e}"),
             StartError::Spawn(e) => e.fmt(f),
+            StartError::Activation(e) => e.fmt(f),
         }
     }
 }
@@ -130,9 +151,17 @@ pub struct ServerBuilder {
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
+    systemd: bool,
 }
 
 impl ServerBuilder {
+    /// Speaks sd_notify (`NOTIFY_SOCKET`, `WATCHDOG_USEC`) and adopts socket-activated
+    /// listeners (`LISTEN_FDS`). Off by default for embedding; the daemon turns it on.
+    pub fn systemd(mut self, on: bool) -> Self {
+        self.systemd = on;
+        self
+    }
+
     /// Mounts `app` at path `prefix` on every HTTP listener (longest prefix wins; it
     /// replaces a built-in app configured at the same prefix).
     pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
@@ -173,10 +202,24 @@ impl ServerBuilder {
             config: RwLock::new(Arc::new(self.config.clone())),
             pool: OnceLock::new(),
             started: Instant::now(),
+            notifier: if self.systemd { Notifier::from_env() } else { Notifier::disabled() },
         });
+        let mut activated = if self.systemd {
+            systemd::take_activated(&self.config.listeners).map_err(StartError::Activation)?
+        } else {
+            None
+        };
+        if activated.is_some() {
+            tracing::info!("socket-activated: adopting the listening sockets systemd passed");
+        }
         let mut listeners = Vec::new();
-        for cfg in &self.config.listeners {
-            let std_listener = listener::bind(cfg).map_err(StartError::Bind)?;
+        for (i, cfg) in self.config.listeners.iter().enumerate() {
+            let passed = activated.as_mut().and_then(|a| a.get_mut(i)).map(|l| l.try_clone());
+            let std_listener = match passed {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => return Err(StartError::Io(e)),
+                None => listener::bind(cfg).map_err(StartError::Bind)?,
+            };
             let addr = std_listener.local_addr()?;
             let router = match cfg.protocol {
                 Protocol::Http => Router::new(&cfg.apps, &self.apps, &shared),
@@ -253,7 +296,14 @@ impl ServerHandle {
 impl Server {
     /// Starts configuring a server.
     pub fn builder(config: Config) -> ServerBuilder {
-        ServerBuilder { config, apps: Vec::new(), signals: false, config_path: None, on_log_level: None }
+        ServerBuilder {
+            config,
+            apps: Vec::new(),
+            signals: false,
+            config_path: None,
+            on_log_level: None,
+            systemd: false,
+        }
     }
 
     /// The bound address of every listener, by name, in config order.
@@ -320,6 +370,7 @@ impl Server {
         };
         let stats = pool.stats();
         tracing::info!(min_threads = stats.min, max_threads = stats.max, queue_capacity = stats.capacity, "ready");
+        shared.notifier.ready(&shared.status_line());
 
         let mut threads_joined = 0;
         let report = match acceptor.join() {

@@ -107,14 +107,16 @@ fn reload(ctx: &SignalCtx) {
         );
         return;
     };
+    let shared = ctx.handle.shared();
+    shared.notifier.reloading();
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(signal = "SIGHUP", error = %e, "SIGHUP: {e}; keeping the running config");
+            shared.notifier.ready(&format!("reload failed, running config kept: {e}"));
             return;
         }
     };
-    let shared = ctx.handle.shared();
     let old = shared.config();
     if old.listeners != new.listeners {
         tracing::warn!(
@@ -142,6 +144,7 @@ fn reload(ctx: &SignalCtx) {
         applied.pool.queue_capacity
     );
     shared.set_config(applied);
+    shared.notifier.ready(&shared.status_line());
 }
 
 fn signal_name(signal: i32) -> &'static str {

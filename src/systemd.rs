@@ -1,0 +1,158 @@
+//! systemd integration: the `sd_notify` protocol and socket activation.
+//!
+//! `Notifier` speaks sd_notify over the datagram socket named by `NOTIFY_SOCKET` (a
+//! path, or an abstract name written `@name`): `READY=1` once every listener is open
+//! and the pool runs, `RELOADING=1` + `MONOTONIC_USEC=` while SIGHUP applies a config,
+//! `STOPPING=1` when a stop begins, `STATUS=` with live figures, and `WATCHDOG=1` every
+//! half of `WATCHDOG_USEC`. The watchdog pings are sent from the acceptor loop on
+//! purpose: a wedged acceptor stops them, and systemd restarts the service. Without
+//! `NOTIFY_SOCKET` every call is a no-op. Sending is best-effort: a full or missing
+//! socket must never stop the server.
+//!
+//! `take_activated` adopts sockets passed with `LISTEN_FDS`/`LISTEN_PID` (and
+//! `LISTEN_FDNAMES`), matched to `[[listener]]`s by name, else by order, and removes
+//! the variables so that nothing spawned later inherits them.
+
+use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
+
+use crate::config::ListenerConfig;
+
+/// Sends sd_notify messages, if the service manager asked for them.
+pub struct Notifier {
+    target: Option<(UnixDatagram, SocketAddr)>,
+}
+
+impl Notifier {
+    /// From `NOTIFY_SOCKET`; silent when it is unset or unusable.
+    pub fn from_env() -> Notifier {
+        let target = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()).and_then(|path| {
+            let addr = match path.strip_prefix('@') {
+                Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+                None => SocketAddr::from_pathname(&path),
+            };
+            match (UnixDatagram::unbound(), addr) {
+                (Ok(sock), Ok(addr)) => {
+                    let _ = sock.set_nonblocking(true);
+                    Some((sock, addr))
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(socket = %path, error = %e, "NOTIFY_SOCKET is unusable; not notifying systemd");
+                    None
+                }
+            }
+        });
+        Notifier { target }
+    }
+
+    /// A notifier that never sends (embedding without systemd).
+    pub fn disabled() -> Notifier {
+        Notifier { target: None }
+    }
+
+    /// Whether messages go anywhere.
+    pub fn enabled(&self) -> bool {
+        self.target.is_some()
+    }
+
+    /// Sends one message (newline-separated `KEY=value` lines).
+    pub fn notify(&self, message: &str) {
+        if let Some((sock, addr)) = &self.target {
+            if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
+                tracing::debug!(error = %e, "sd_notify failed");
+            }
+        }
+    }
+
+    /// `READY=1` with a status line.
+    pub fn ready(&self, status: &str) {
+        self.notify(&format!("READY=1\nSTATUS={status}"));
+    }
+
+    /// `RELOADING=1` with the monotonic timestamp systemd requires for it.
+    pub fn reloading(&self) {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let usec = now.tv_sec as u128 * 1_000_000 + now.tv_nsec as u128 / 1_000;
+        self.notify(&format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=reloading the config"));
+    }
+
+    /// `STOPPING=1`.
+    pub fn stopping(&self, status: &str) {
+        self.notify(&format!("STOPPING=1\nSTATUS={status}"));
+    }
+}
+
+/// How often to send `WATCHDOG=1`: half of `WATCHDOG_USEC`, if it is set for this
+/// process (`WATCHDOG_PID`, when present, must be ours).
+pub fn watchdog_interval() -> Option<Duration> {
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+/// A socket-activation problem (exit status 2).
+#[derive(Debug)]
+pub struct ActivationError(pub String);
+
+impl std::fmt::Display for ActivationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "socket activation: {}", self.0)
+    }
+}
+
+impl std::error::Error for ActivationError {}
+
+/// The listening sockets systemd passed, one per configured listener in config order,
+/// or `None` when this process was not socket-activated.
+///
+/// With `LISTEN_FDNAMES` naming every listener, sockets are matched by name; otherwise
+/// by position. Any mismatch is an error naming what is missing: a half-activated
+/// daemon listening on a mix of passed and self-bound sockets would be a trap.
+pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpListener>>, ActivationError> {
+    let names: Option<Vec<String>> =
+        std::env::var("LISTEN_FDNAMES").ok().map(|v| v.split(':').map(str::to_string).collect());
+    let activated = std::env::var_os("LISTEN_FDS").is_some();
+    let mut fds = listenfd::ListenFd::from_env(); // also removes LISTEN_FDS and LISTEN_PID
+    std::env::remove_var("LISTEN_FDNAMES");
+    if fds.len() == 0 {
+        return if activated {
+            Err(ActivationError("LISTEN_FDS is set but names no socket for this process (LISTEN_PID)".into()))
+        } else {
+            Ok(None)
+        };
+    }
+    let by_name = names
+        .as_ref()
+        .filter(|n| n.len() == fds.len() && listeners.iter().all(|l| n.iter().any(|name| *name == l.name)));
+    let mut out = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.iter().enumerate() {
+        let index = match by_name {
+            Some(names) => names.iter().position(|n| *n == listener.name).unwrap_or(i),
+            None if fds.len() == listeners.len() => i,
+            None => {
+                return Err(ActivationError(format!(
+                    "{} socket(s) passed (names {:?}) for {} [[listener]]s ({}): name them after the listeners with FileDescriptorName=, or pass one per listener in config order",
+                    fds.len(),
+                    names.unwrap_or_default(),
+                    listeners.len(),
+                    listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                )))
+            }
+        };
+        let socket = fds
+            .take_tcp_listener(index)
+            .map_err(|e| ActivationError(format!("socket {index} for listener \"{}\": {e}", listener.name)))?
+            .ok_or_else(|| ActivationError(format!("socket {index} for listener \"{}\" is missing", listener.name)))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| ActivationError(format!("socket {index} for listener \"{}\": {e}", listener.name)))?;
+        out.push(socket);
+    }
+    Ok(Some(out))
+}

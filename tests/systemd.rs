@@ -1,0 +1,198 @@
+//! Running under systemd: the sd_notify sequence (READY → RELOADING → READY →
+//! STOPPING, WATCHDOG pings), socket activation through `systemd-socket-activate`
+//! with curl and netcat, and `spindle healthcheck`.
+
+mod util;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use util::*;
+
+const HTTP_AND_ECHO: &str = "[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n\
+    [listener.apps]\n\"/\" = \"hello\"\n\"/healthz\" = \"healthz\"\n\
+    [[listener]]\nname = \"echo\"\nbind = \"127.0.0.1:0\"\nprotocol = \"echo\"\n";
+
+/// Collects sd_notify datagrams.
+struct NotifySocket(UnixDatagram);
+
+impl NotifySocket {
+    /// Waits for a datagram containing `needle`; returns every message seen meanwhile.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {needle:?} from the daemon; got {seen:?}");
+            self.0.set_read_timeout(Some(left)).unwrap();
+            match self.0.recv(&mut buf) {
+                Ok(n) => {
+                    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let found = msg.lines().any(|l| l == needle);
+                    seen.push(msg);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("waiting for {needle:?}: {e}; got {seen:?}"),
+            }
+        }
+    }
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn sd_notify_says_ready_reloading_ready_stopping_and_pings_the_watchdog() {
+    let path = temp_dir().join("notify.sock");
+    let sock = NotifySocket(UnixDatagram::bind(&path).unwrap());
+    let env = [("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")];
+    let mut daemon = Daemon::start_with(HTTP_AND_ECHO, &env);
+    let seen = sock.wait_for("READY=1", WAIT);
+    assert!(seen.last().unwrap().contains("STATUS="), "{seen:?}");
+    // WATCHDOG_USEC = 200 ms: a ping every 100 ms, from the acceptor loop.
+    let started = Instant::now();
+    sock.wait_for("WATCHDOG=1", WAIT);
+    sock.wait_for("WATCHDOG=1", WAIT);
+    sock.wait_for("WATCHDOG=1", WAIT);
+    assert!(started.elapsed() < Duration::from_secs(2), "pings too slow: {:?}", started.elapsed());
+
+    daemon.signal("HUP");
+    let seen = sock.wait_for("RELOADING=1", WAIT);
+    let reloading = seen.last().unwrap();
+    let usec =
+        reloading.lines().find_map(|l| l.strip_prefix("MONOTONIC_USEC=")).expect("MONOTONIC_USEC with RELOADING");
+    assert!(usec.parse::<u64>().unwrap() > 0);
+    sock.wait_for("READY=1", WAIT);
+
+    daemon.signal("TERM");
+    sock.wait_for("STOPPING=1", WAIT);
+    assert_eq!(daemon.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn sd_notify_reaches_an_abstract_socket() {
+    let name = format!("spindle-test-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = NotifySocket(UnixDatagram::bind_addr(&addr).unwrap());
+    let at = format!("@{name}");
+    let daemon = Daemon::start_with(HTTP_AND_ECHO, &[("NOTIFY_SOCKET", at.as_str())]);
+    sock.wait_for("READY=1", WAIT);
+    daemon.signal("TERM");
+    sock.wait_for("STOPPING=1", WAIT);
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `systemd-socket-activate` listening on the given ports, running spindle on
+/// `config`; returns once it says it is listening.
+fn socket_activate(ports: &[u16], fdnames: &str, config: &str) -> Child {
+    let path = write_config(config);
+    let mut cmd = Command::new("systemd-socket-activate");
+    for p in ports {
+        cmd.arg("-l").arg(format!("127.0.0.1:{p}"));
+    }
+    cmd.arg(format!("--fdname={fdnames}")).arg(bin()).arg("--config").arg(&path);
+    let mut child = cmd
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate (from the systemd package) must be installed; .ci/run installs it");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut listening = 0;
+    while listening < ports.len() {
+        let line = lines.next().expect("systemd-socket-activate output").unwrap();
+        if line.starts_with("Listening on") {
+            listening += 1;
+        }
+    }
+    // Keep draining its stderr (the daemon's log) so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn socket_activated_listeners_serve_curl_and_netcat() {
+    let (http, echo) = (free_port(), free_port());
+    let mut child = socket_activate(&[http, echo], "http:echo", HTTP_AND_ECHO);
+    // The first connection makes systemd-socket-activate exec spindle on the sockets.
+    let (ok, out) = run(Command::new("curl").args(["-s", "-m", "10", &format!("http://127.0.0.1:{http}/")]));
+    assert!(ok && out == "Hello, World!\n", "curl through the activated socket: {out}");
+    let (ok, out) =
+        run(Command::new("sh").arg("-c").arg(format!("printf 'activated\\n' | timeout 5 nc -N 127.0.0.1 {echo}")));
+    assert!(ok && out == "activated\n", "nc through the activated socket: {out}");
+    let (ok, out) =
+        run(Command::new(bin()).args(["healthcheck", "--url", &format!("http://127.0.0.1:{http}/healthz")]));
+    assert!(ok, "healthcheck: {out}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = wait(&mut child);
+    assert_eq!(status, Some(0));
+}
+
+fn wait(child: &mut Child) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    panic!("did not exit");
+}
+
+#[test]
+fn socket_activation_that_does_not_fit_the_listeners_exits_2_with_a_clear_error() {
+    let port = free_port();
+    // One socket, two listeners, and a name that matches neither.
+    let path = write_config(HTTP_AND_ECHO);
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=bogus"])
+        .arg(bin())
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
+    let _trigger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let log: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(wait(&mut child), Some(2), "{log:?}");
+    let log = log.join("\n");
+    assert!(log.contains("socket activation") && log.contains("http, echo"), "{log}");
+}
+
+#[test]
+fn healthcheck_exits_0_on_200_and_non_zero_with_a_reason_otherwise() {
+    let daemon = Daemon::start(HTTP_AND_ECHO);
+    let http = daemon.addr("http");
+    let (ok, out) = run(Command::new(bin()).args(["healthcheck", "--url", &format!("http://{http}/healthz")]));
+    assert!(ok, "{out}");
+    // Without --url: the first HTTP listener of the config (here bound to port 0, so
+    // the default URL names port 0 and must fail cleanly, with one line).
+    let (ok, out) = run(Command::new(bin()).args(["healthcheck", "--config"]).arg(&daemon.config));
+    assert!(!ok && out.trim().lines().count() == 1, "{out}");
+    let closed = free_port();
+    let (ok, out) =
+        run(Command::new(bin()).args(["healthcheck", "--url", &format!("http://127.0.0.1:{closed}/healthz")]));
+    assert!(!ok && out.contains("connect"), "{out}");
+    let (ok, out) = run(Command::new(bin()).args(["healthcheck", "--url", "ftp://x/"]));
+    assert!(!ok && out.contains("http://"), "{out}");
+}
