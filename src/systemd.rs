@@ -127,9 +127,7 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpList
             Ok(None)
         };
     }
-    let by_name = names
-        .as_ref()
-        .filter(|n| n.len() == fds.len() && listeners.iter().all(|l| n.iter().any(|name| *name == l.name)));
+    let by_name = names.as_ref().filter(|n| n.len() == fds.len() && listeners.iter().all(|l| n.contains(&l.name)));
     let mut out = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.iter().enumerate() {
         let index = match by_name {
