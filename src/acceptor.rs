@@ -97,7 +97,7 @@ pub struct Acceptor {
     pool: Arc<Pool<Conn>>,
     shared: Arc<Shared>,
     stopping: Option<Stopping>,
-    last_shed_warning: Option<Instant>,
+    last_saturation_warning: Option<Instant>,
     /// `WATCHDOG=1` interval and next due time (sent from this loop on purpose).
     watchdog: Option<(Duration, Instant)>,
     /// Next `STATUS=` update for systemd.
@@ -130,7 +130,7 @@ impl Acceptor {
             pool,
             shared,
             stopping: None,
-            last_shed_warning: None,
+            last_saturation_warning: None,
             watchdog: None,
             next_status: None,
         };
@@ -240,7 +240,9 @@ impl Acceptor {
         let max = self.shared.limits().max_connections;
         loop {
             if self.shared.registry.open() >= max {
-                tracing::warn!(target: "spindle::saturation", max_connections = max, "max_connections reached; accepting paused");
+                self.warn_saturated(|| {
+                    tracing::warn!(target: "spindle::saturation", max_connections = max, "max_connections reached; accepting paused")
+                });
                 let _ = self.listen(false);
                 return;
             }
@@ -307,7 +309,8 @@ impl Acceptor {
 
     // ---- parking ---------------------------------------------------------------
 
-    fn park(&mut self, conn: Conn) {
+    fn park(&mut self, mut conn: Conn) {
+        conn.release_buffers();
         let fd = conn.stream.as_raw_fd();
         let token = Token(FIRST_CONN + conn.id as usize);
         if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, conn.interest()) {
@@ -354,12 +357,10 @@ impl Acceptor {
     /// The queue is full: answer without a worker and close.
     fn shed(&mut self, conn: Conn) {
         self.shared.metrics.shed.inc();
-        let now = Instant::now();
-        if self.last_shed_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
-            self.last_shed_warning = Some(now);
-            let stats = self.pool.stats();
-            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total = self.shared.metrics.shed.get(), "worker queue full; shedding");
-        }
+        let (stats, shed_total) = (self.pool.stats(), self.shared.metrics.shed.get());
+        self.warn_saturated(|| {
+            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, "worker queue full; shedding")
+        });
         match conn.listener.protocol {
             Protocol::Echo => drop(conn),
             Protocol::Http => {
@@ -373,7 +374,22 @@ impl Acceptor {
         }
     }
 
+    /// Saturation warnings, at most one a second: at the limit they would otherwise
+    /// come once per connection.
+    fn warn_saturated(&mut self, log: impl FnOnce()) {
+        let now = Instant::now();
+        if self.last_saturation_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+            self.last_saturation_warning = Some(now);
+            log();
+        }
+    }
+
     fn take_back(&mut self, conn: Conn) {
+        if conn.phase == Phase::Ready {
+            // Its next request is already buffered: back on the queue, behind the others.
+            self.dispatch(conn);
+            return;
+        }
         let stopped = self.stopping.as_ref().is_some_and(|s| s.deadline.is_some());
         if stopped && matches!(conn.phase, Phase::Echo | Phase::HttpHead) {
             // A worker parked it just before the stop: close it like the others.

@@ -37,6 +37,9 @@ pub enum Phase {
     /// for a first or partial head (408 if some bytes came), `keepalive_timeout` between
     /// requests (silent close).
     HttpHead,
+    /// Has a complete request buffered already (a turn yielded on its budget): the
+    /// acceptor puts it straight back on the queue instead of waiting for the socket.
+    Ready,
     /// Write side shut down; input is read and discarded until EOF or the deadline, so
     /// that unread client bytes do not turn our close into a reset that destroys the
     /// last response or echo bytes in flight (RFC 9112 §9.6, "lingering close").
@@ -100,6 +103,17 @@ impl Conn {
             requests: 0,
             head_started: None,
             registry: Arc::clone(registry),
+        }
+    }
+
+    /// Frees buffer space an idle connection does not need: ten thousand parked
+    /// keep-alive clients should cost descriptors, not 16 KiB each.
+    pub fn release_buffers(&mut self) {
+        if self.input.is_empty() {
+            self.input = Vec::new();
+        }
+        if self.output.is_empty() {
+            self.output = Vec::new();
         }
     }
 

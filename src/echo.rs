@@ -68,33 +68,40 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
             };
             budget = budget.saturating_sub(n);
             shared.metrics.echo_bytes.add(n as u64);
-            conn.output.extend_from_slice(&scratch[..n]);
-            match flush(&mut conn) {
-                Ok(true) => {}
-                Ok(false) => return park(conn, Phase::EchoFlush),
+            // Straight back from the read buffer; only what the client does not take
+            // now is copied onto the connection.
+            match write_now(&conn, &scratch[..n]) {
+                Ok(written) if written == n => {}
+                Ok(written) => {
+                    conn.output.extend_from_slice(&scratch[written..n]);
+                    return park(conn, Phase::EchoFlush);
+                }
                 Err(e) => return gone(conn, &e),
             }
         }
     })
 }
 
+/// Writes as much of `buf` as the socket takes without blocking.
+fn write_now(conn: &Conn, buf: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < buf.len() {
+        match (&*conn.stream).write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
 /// Writes pending output without blocking. `Ok(true)`: all written.
 fn flush(conn: &mut Conn) -> io::Result<bool> {
-    let mut written = 0;
-    let result = loop {
-        if written == conn.output.len() {
-            break Ok(true);
-        }
-        match (&*conn.stream).write(&conn.output[written..]) {
-            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Err(e),
-        }
-    };
+    let written = write_now(conn, &conn.output)?;
     conn.output.drain(..written);
-    result
+    Ok(conn.output.is_empty())
 }
 
 /// The client went away (reset, broken pipe): normal flow, logged at debug.

@@ -63,8 +63,6 @@ pub struct Metrics {
     pub shed: Counter,
     /// Connections parked in the acceptor now (gauge).
     pub parked: Counter,
-    /// Connections being served by a worker or queued for one now (gauge).
-    pub active: Counter,
     /// Bytes echoed.
     pub echo_bytes: Counter,
     /// HTTP responses by status class: index 0 = 1xx … 4 = 5xx.

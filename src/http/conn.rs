@@ -59,6 +59,16 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
     let server = config.server.server_header.as_deref();
     let mut served = 0;
     loop {
+        if served >= TURN_REQUESTS {
+            // Budget spent: yield the thread to other connections. Requests already
+            // buffered (pipelined) must not wait for the socket to turn readable.
+            if conn.input.is_empty() {
+                return park_for_head(conn, shared, limits);
+            }
+            conn.phase = Phase::Ready;
+            conn.deadline = None;
+            return Next::Park(conn);
+        }
         // A complete head, or park until there is one.
         let (head, len) = loop {
             if conn.head_started.is_none() && !conn.input.is_empty() {
@@ -72,9 +82,6 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
                     let resp = response::error(e.status(), e.reason());
                     return reject(conn, shared, resp, server, limits);
                 }
-            }
-            if served >= TURN_REQUESTS {
-                return park_for_head(conn, shared, limits);
             }
             match read_more(&mut conn) {
                 Ok(0) => return Next::Done, // the client closed; nothing half-answered
