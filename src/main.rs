@@ -104,6 +104,19 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A panicking app is caught and answered with 500; its message goes through the
+    // log like everything else (one JSON object a line with log.format = "json").
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".into());
+        tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
+    }));
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => tracing::info!(nofile = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit: {n}"),
         Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),

@@ -79,3 +79,53 @@ fn version_flag_prints_the_version() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn json_log_format_writes_one_json_object_per_line_access_lines_included() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let path = write_config(
+        "[log]\nformat = \"json\"\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n\"/\" = \"hello\"\n",
+    );
+    let mut child = Command::new(bin())
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let mut addr = None;
+    // Read until the readiness line, collecting the bound address.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("\"addr\":\"").nth(1) {
+            addr = rest.split('"').next().map(str::to_string);
+        }
+        let ready = line.contains("\"message\":\"ready\"");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    let addr = addr.expect("a listening line with addr");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"));
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    seen.extend(lines.map_while(Result::ok));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for line in &seen {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("\"target\":\"spindle::access\"") && l.contains("\"status\":200")),
+        "{seen:#?}"
+    );
+}
