@@ -161,7 +161,7 @@ fn default_health_url(config: &Config) -> Result<String, String> {
 mod health {
     //! A minimal HTTP/1.1 GET for `spindle healthcheck`.
     use std::io::{Read, Write};
-    use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+    use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
 
     /// GETs `url`; `Ok` on a 200 within `budget`, else why not.
@@ -177,13 +177,14 @@ mod health {
         } else {
             format!("{authority}:80")
         };
-        let addr: SocketAddr = match with_port.parse() {
-            Ok(a) => a,
-            Err(_) if with_port.starts_with("localhost:") => {
-                with_port.to_socket_addrs().map_err(|e| e.to_string())?.next().ok_or("localhost does not resolve")?
-            }
-            Err(_) => return Err(format!("{authority:?} is not an IP address and port")),
+        // "localhost" without a lookup: the container image is a static binary on
+        // scratch, where glibc's resolver (NSS) is not available.
+        let with_port = match with_port.strip_prefix("localhost:") {
+            Some(port) => format!("127.0.0.1:{port}"),
+            None => with_port,
         };
+        let addr: SocketAddr =
+            with_port.parse().map_err(|_| format!("{authority:?} is not an IP address (or localhost) and port"))?;
         let left = |d: Instant| d.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let mut s = TcpStream::connect_timeout(&addr, left(deadline)).map_err(|e| format!("connect: {e}"))?;
         s.set_read_timeout(Some(left(deadline))).map_err(|e| e.to_string())?;
