@@ -1,50 +1,45 @@
-//! The acceptor thread: one `mio::Poll` that owns every listener and every idle
+//! The acceptor thread: one `mio::Poll` that owns every listener, watches every idle
 //! connection, and feeds the worker pool.
 //!
 //! It runs on the thread named `acceptor` and does only non-blocking work:
-//! - accepts until `WouldBlock`, parks the new connection (registered for readability);
-//! - when a parked connection becomes ready, deregisters it and submits it to the pool
-//!   as a job; a full queue sheds it on the spot (HTTP: a canned `503` with
+//! - accepts until `WouldBlock` and parks the new connection in the lot (`lot.rs`);
+//! - when a parked connection becomes ready, takes it out of the lot and submits it to
+//!   the pool as a job; a full queue sheds it on the spot (HTTP: a canned `503` with
 //!   `Retry-After`, echo: closed), so memory stays bounded under any load;
-//! - takes connections handed back by workers (a channel plus the poll's `Waker`) and
-//!   parks them again, with the deadline their phase gives (idle, header, linger);
 //! - expires deadlines (echo idle, keep-alive, `header_timeout` → 408, linger end);
 //! - pauses accepting at `max_connections` (the kernel backlog holds the rest) and
 //!   resumes when a connection closes;
 //! - runs the stop: on `Control::Graceful` readiness turns 503 at once, after
 //!   `drain_delay` the listeners close and parked idle connections close gracefully,
-//!   and the loop lasts until every connection out with a worker has come back or
-//!   `graceful_timeout` passes (then every socket is cut). `Control::Immediate` cuts
-//!   everything at once. The loop then returns its report to `Server::run`, which joins
-//!   the pool.
+//!   and the loop lasts until every connection out with a worker is finished or parked
+//!   and gone, or `graceful_timeout` passes (then every socket is cut).
+//!   `Control::Immediate` cuts everything at once. The loop then returns its report to
+//!   `Server::run`, which joins the pool.
 //!
-//! Parked connections are registered edge-triggered. Registration reports readiness
-//! that already exists, so bytes that arrived while a worker held the connection are
-//! never missed.
+//! Workers park connections in the lot themselves (no wake-up of this thread); only a
+//! connection with requests already buffered comes back over the channel, to be
+//! queued again at once (`Phase::Ready`).
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
-use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::config::Protocol;
 use crate::conn::{Conn, Next, Phase};
 use crate::http;
 use crate::listener::ListenerCtx;
+use crate::lot::FIRST_CONN;
 use crate::pool::Pool;
 use crate::server::Shared;
 
 /// The poll token of the waker.
 pub const WAKER: Token = Token(usize::MAX);
-/// Tokens below this are listeners (by index); a connection's token is this plus its id.
-const FIRST_CONN: usize = 1 << 16;
 /// After an accept error such as EMFILE, wait this long before accepting again, so the
 /// loop does not spin on a listener that stays ready.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -90,8 +85,6 @@ pub struct Acceptor {
     listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
     listening: bool,
     accept_resume_at: Option<Instant>,
-    parked: HashMap<u64, Conn>,
-    timers: BTreeSet<(Instant, u64)>,
     control: Receiver<Control>,
     handback: Receiver<Conn>,
     pool: Arc<Pool<Conn>>,
@@ -123,8 +116,6 @@ impl Acceptor {
             listeners,
             listening: false,
             accept_resume_at: None,
-            parked: HashMap::new(),
-            timers: BTreeSet::new(),
             control,
             handback,
             pool,
@@ -148,8 +139,11 @@ impl Acceptor {
         let mut events = Events::with_capacity(1024);
         let mut ready: Vec<Token> = Vec::with_capacity(1024);
         loop {
-            let timeout = self.next_wakeup().map(|t| t.saturating_duration_since(Instant::now()));
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let next = self.shared.lot.prepare_sleep(self.next_wakeup());
+            let timeout = next.map(|t| t.saturating_duration_since(Instant::now()));
+            let polled = self.poll.poll(&mut events, timeout);
+            self.shared.lot.awake();
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!(error = %e, "acceptor poll failed; stopping now");
                     return self.stop_now();
@@ -175,7 +169,7 @@ impl Acceptor {
             }
             self.expire(Instant::now());
             self.maybe_resume_accepting();
-            self.shared.metrics.parked.set(self.parked.len() as u64);
+            self.shared.metrics.parked.set(self.shared.lot.len() as u64);
             self.tell_systemd(Instant::now());
             if let Some(report) = self.advance_stop() {
                 return report;
@@ -198,8 +192,9 @@ impl Acceptor {
         }
     }
 
+    /// The acceptor's own timers (parked connections' deadlines are the lot's).
     fn next_wakeup(&self) -> Option<Instant> {
-        let mut next = self.timers.first().map(|(t, _)| *t);
+        let mut next: Option<Instant> = None;
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -307,41 +302,14 @@ impl Acceptor {
         self.park(conn);
     }
 
-    // ---- parking ---------------------------------------------------------------
+    // ---- parking ----------------------------------------------------------------
 
-    fn park(&mut self, mut conn: Conn) {
-        conn.release_buffers();
-        let fd = conn.stream.as_raw_fd();
-        let token = Token(FIRST_CONN + conn.id as usize);
-        if let Err(e) = self.poll.registry().register(&mut SourceFd(&fd), token, conn.interest()) {
-            tracing::warn!(conn = conn.id, error = %e, "cannot park connection; closing it");
-            return;
-        }
-        if let Some(d) = conn.deadline {
-            self.timers.insert((d, conn.id));
-        }
-        self.parked.insert(conn.id, conn);
-    }
-
-    fn unpark(&mut self, id: u64) -> Option<Conn> {
-        let conn = self.parked.remove(&id)?;
-        let fd = conn.stream.as_raw_fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        if let Some(d) = conn.deadline {
-            self.timers.remove(&(d, id));
-        }
-        Some(conn)
+    fn park(&mut self, conn: Conn) {
+        self.shared.lot.park(conn);
     }
 
     fn ready(&mut self, id: u64) {
-        let Some(conn) = self.parked.get_mut(&id) else { return };
-        if conn.phase == Phase::Closing {
-            if !conn.discard_input() {
-                self.unpark(id);
-            }
-            return;
-        }
-        if let Some(conn) = self.unpark(id) {
+        if let Some(conn) = self.shared.lot.ready(id) {
             self.dispatch(conn);
         }
     }
@@ -388,29 +356,13 @@ impl Acceptor {
         if conn.phase == Phase::Ready {
             // Its next request is already buffered: back on the queue, behind the others.
             self.dispatch(conn);
-            return;
+        } else {
+            self.park(conn);
         }
-        let stopped = self.stopping.as_ref().is_some_and(|s| s.deadline.is_some());
-        if stopped && matches!(conn.phase, Phase::Echo | Phase::HttpHead) {
-            // A worker parked it just before the stop: close it like the others.
-            if let Next::Park(conn) = conn.close_gracefully() {
-                self.park(conn);
-            }
-            return;
-        }
-        self.park(conn);
     }
 
     fn expire(&mut self, now: Instant) {
-        while let Some(&(t, id)) = self.timers.first() {
-            if t > now {
-                break;
-            }
-            self.timers.pop_first();
-            let Some(mut conn) = self.parked.remove(&id) else { continue };
-            conn.deadline = None;
-            let fd = conn.stream.as_raw_fd();
-            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        for conn in self.shared.lot.expired(now) {
             match conn.phase {
                 Phase::HttpHead if !conn.input.is_empty() => {
                     // Part of a head came, the rest did not: RFC 9110 §15.5.9.
@@ -458,13 +410,12 @@ impl Acceptor {
         }
         let stopping = self.stopping.as_mut()?;
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
-        let finished = in_flight == 0 && self.parked.is_empty();
+        let finished = in_flight == 0 && self.shared.lot.is_empty();
         if stopping.cut_until.is_none() && !finished && stopping.deadline.is_some_and(|d| now >= d) {
             stopping.cut = self.shared.registry.cut_all();
             stopping.cut_until = Some(now + CUT_GRACE);
             tracing::warn!(cut = stopping.cut, "graceful_timeout passed; cutting the remaining connections");
-            self.parked.clear();
-            self.timers.clear();
+            self.shared.lot.clear();
             return None;
         }
         let cut_over = stopping.cut_until.is_some_and(|t| now >= t);
@@ -488,16 +439,11 @@ impl Acceptor {
         self.shared.stop.set();
         let open = self.shared.registry.open();
         let timeout = self.shared.config().server.graceful_timeout;
-        let idle: Vec<u64> =
-            self.parked.values().filter(|c| matches!(c.phase, Phase::Echo | Phase::HttpHead)).map(|c| c.id).collect();
-        for id in idle {
-            if let Some(conn) = self.unpark(id) {
-                if let Next::Park(mut conn) = conn.close_gracefully() {
-                    // Read what raced in before the FIN, then wait for the client's EOF.
-                    if conn.discard_input() {
-                        self.park(conn);
-                    }
-                    continue;
+        for conn in self.shared.lot.close_idle() {
+            if let Next::Park(mut conn) = conn.close_gracefully() {
+                // Read what raced in before the FIN, then wait for the client's EOF.
+                if conn.discard_input() {
+                    self.park(conn);
                 }
             }
         }
@@ -517,7 +463,7 @@ impl Acceptor {
         self.listeners.clear();
         let cut = self.shared.registry.cut_all();
         tracing::warn!(cut, "immediate stop: every connection cut");
-        self.parked.clear();
+        self.shared.lot.clear();
         StopReport { immediate: true, drained: 0, cut, started: Some(started) }
     }
 }

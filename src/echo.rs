@@ -53,7 +53,12 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
                 return conn.close_gracefully();
             }
             if budget == 0 {
-                return park(conn, Phase::Echo);
+                // Yield only if another connection waits for a thread: fairness has
+                // nobody to be fair to otherwise, and a park costs a hand-off.
+                if shared.pool().is_some_and(|p| p.queued_now() > 0) {
+                    return park(conn, Phase::Echo);
+                }
+                budget = TURN_BUDGET;
             }
             let n = match (&*conn.stream).read(&mut scratch[..]) {
                 Ok(0) => {
@@ -62,7 +67,14 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
                     return Next::Done;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return park(conn, Phase::Echo),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A streaming client's next bytes are usually a moment away; with
+                    // threads to spare, wait for them here (see conn::STICKY).
+                    if shared.may_linger() && conn.wait_for_more() {
+                        continue;
+                    }
+                    return park(conn, Phase::Echo);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return gone(conn, &e),
             };

@@ -15,6 +15,7 @@ pub mod conn;
 pub mod echo;
 pub mod http;
 pub mod listener;
+pub mod lot;
 pub mod metrics;
 pub mod pool;
 pub mod server;

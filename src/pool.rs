@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -87,6 +88,8 @@ pub struct Pool<T: Send + 'static> {
 
 struct Shared<T> {
     state: Mutex<State<T>>,
+    /// Mirror of the queue length, readable without the lock (see `queued_now`).
+    queued: AtomicUsize,
     /// Workers wait here for jobs (and for retirement or shutdown).
     work: Condvar,
     /// `shutdown` waits here for threads to exit.
@@ -131,6 +134,7 @@ impl<T: Send + 'static> Pool<T> {
                 handles: Vec::new(),
                 done: Vec::new(),
             }),
+            queued: AtomicUsize::new(0),
             work: Condvar::new(),
             exited: Condvar::new(),
             handler: Arc::new(handler),
@@ -159,6 +163,7 @@ impl<T: Send + 'static> Pool<T> {
                 return Err(job);
             }
             st.queue.push_back(job);
+            self.shared.queued.store(st.queue.len(), Ordering::Relaxed);
             if st.idle > 0 {
                 self.shared.work.notify_one();
             }
@@ -221,6 +226,12 @@ impl<T: Send + 'static> Pool<T> {
             max: st.size.max,
             panics: st.panics,
         }
+    }
+
+    /// Jobs waiting now, read without taking the pool's lock: a hint for a worker
+    /// deciding whether it may spend a moment waiting on its connection.
+    pub fn queued_now(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
     }
 
     /// Current sizing.
@@ -309,6 +320,7 @@ fn worker_loop<T: Send + 'static>(shared: Arc<Shared<T>>, id: usize) {
             break;
         }
         if let Some(job) = st.queue.pop_front() {
+            shared.queued.store(st.queue.len(), Ordering::Relaxed);
             st.busy += 1;
             drop(st);
             let handler = Arc::clone(&shared.handler);
@@ -363,7 +375,6 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     fn size(min: usize, max: usize, capacity: usize, idle_ms: Option<u64>) -> PoolSize {

@@ -21,9 +21,10 @@ use mio::{Poll, Waker};
 
 use crate::acceptor::{self, Acceptor, Control, StopReport};
 use crate::config::{Config, Limits, Protocol};
-use crate::conn::{Conn, Next, Registry};
+use crate::conn::{Conn, Next, Phase, Registry};
 use crate::http::{self, App, Router};
 use crate::listener::{self, BindError, ListenerCtx};
+use crate::lot::Lot;
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSize, SpawnError};
 use crate::signals;
@@ -54,6 +55,8 @@ pub struct Shared {
     pub started: Instant,
     /// sd_notify (silent unless enabled and `NOTIFY_SOCKET` is set).
     pub notifier: Notifier,
+    /// Idle connections, parked by the acceptor and by workers.
+    pub lot: Lot,
 }
 
 impl Shared {
@@ -81,6 +84,14 @@ impl Shared {
     /// The pool, while it runs.
     pub fn pool(&self) -> Option<Arc<Pool<Conn>>> {
         self.pool.get().and_then(Weak::upgrade)
+    }
+
+    /// Whether a worker that just found its connection empty may wait a moment for
+    /// the client's next bytes instead of parking it: only while no job waits for a
+    /// thread and no stop is under way.
+    pub fn may_linger(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed)
+            && self.pool.get().and_then(Weak::upgrade).is_some_and(|p| p.queued_now() == 0)
     }
 
     /// One line of live figures, for systemd's `STATUS=`.
@@ -203,6 +214,7 @@ impl ServerBuilder {
             pool: OnceLock::new(),
             started: Instant::now(),
             notifier: if self.systemd { Notifier::from_env() } else { Notifier::disabled() },
+            lot: Lot::new(poll.registry().try_clone()?, Arc::clone(&waker)),
         });
         let mut activated = if self.systemd {
             systemd::take_activated(&self.config.listeners).map_err(StartError::Activation)?
@@ -447,8 +459,14 @@ fn serve(conn: Conn, shared: &Shared, handback: &Sender<Conn>, waker: &Waker) {
         Protocol::Http => http::conn::turn(conn, shared),
     };
     if let Next::Park(conn) = next {
-        if handback.send(conn).is_ok() {
-            let _ = waker.wake();
+        if conn.phase == Phase::Ready {
+            // Requests already buffered: the acceptor re-queues it behind the others.
+            if handback.send(conn).is_ok() {
+                let _ = waker.wake();
+            }
+        } else {
+            // Parked straight into the acceptor's poll; the acceptor is not woken.
+            shared.lot.park(conn);
         }
     }
 }

@@ -88,7 +88,14 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
             match read_more(&mut conn) {
                 Ok(0) => return Next::Done, // the client closed; nothing half-answered
                 Ok(n) => shared.metrics.bytes_in.add(n as u64),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return park_for_head(conn, shared, limits),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Between requests, with threads to spare: wait a moment for the
+                    // next one on this thread rather than park (see conn::STICKY).
+                    if served > 0 && conn.input.is_empty() && shared.may_linger() && conn.wait_for_more() {
+                        continue;
+                    }
+                    return park_for_head(conn, shared, limits);
+                }
                 Err(e) => {
                     tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "client gone");
                     return Next::Done;
