@@ -53,6 +53,17 @@ struct State {
     closing: bool,
 }
 
+impl State {
+    /// Takes a connection out, with its deadline.
+    fn remove(&mut self, id: u64) -> Option<Conn> {
+        let conn = self.conns.remove(&id)?;
+        if let Some(d) = conn.deadline {
+            self.timers.remove(&(d, id));
+        }
+        Some(conn)
+    }
+}
+
 impl Lot {
     /// A lot registering in the poll behind `registry`, waking it with `waker`.
     pub fn new(registry: Registry, waker: Arc<Waker>) -> Lot {
@@ -109,37 +120,19 @@ impl Lot {
         st.conns.insert(conn.id, conn);
     }
 
-    /// Takes a parked connection out (it stays registered; see the module note).
-    pub fn take(&self, id: u64) -> Option<Conn> {
-        let mut st = self.lock();
-        let conn = st.conns.remove(&id)?;
-        if let Some(d) = conn.deadline {
-            st.timers.remove(&(d, id));
-        }
-        Some(conn)
-    }
-
-    /// Handles readiness of a lingering (`Closing`) connection in place: reads and
-    /// discards; drops it at EOF. Returns the connection if it is not lingering.
+    /// Handles readiness of a parked connection. A lingering (`Closing`) one is dealt
+    /// with in place: input read and discarded, dropped at EOF. Any other is taken out
+    /// (it stays registered; see the module note) and returned for a worker.
     pub fn ready(&self, id: u64) -> Option<Conn> {
         let mut st = self.lock();
         let conn = st.conns.get_mut(&id)?;
         if conn.phase == Phase::Closing {
-            if !conn.discard_input() {
-                let done = st.conns.remove(&id);
-                if let Some(d) = done.as_ref().and_then(|c| c.deadline) {
-                    st.timers.remove(&(d, id));
-                }
-                drop(st);
-                drop(done);
-            }
+            let done = if conn.discard_input() { None } else { st.remove(id) };
+            drop(st);
+            drop(done); // closes the socket outside the lock
             return None;
         }
-        let conn = st.conns.remove(&id)?;
-        if let Some(d) = conn.deadline {
-            st.timers.remove(&(d, id));
-        }
-        Some(conn)
+        st.remove(id)
     }
 
     /// Connections whose deadline has passed, taken out.
@@ -196,12 +189,7 @@ impl Lot {
             st.conns.values().filter(|c| matches!(c.phase, Phase::Echo | Phase::HttpHead)).map(|c| c.id).collect();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            if let Some(conn) = st.conns.remove(&id) {
-                if let Some(d) = conn.deadline {
-                    st.timers.remove(&(d, id));
-                }
-                out.push(conn);
-            }
+            out.extend(st.remove(id));
         }
         out
     }
