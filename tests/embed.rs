@@ -187,3 +187,41 @@ fn a_stop_while_idle_keep_alive_connections_are_parked_closes_them_and_returns()
     // The parked connection was closed cleanly: EOF, not a reset.
     assert_eq!(idle.read(&mut buf).unwrap(), 0);
 }
+
+struct Sleeper(mpsc::SyncSender<()>);
+
+impl App for Sleeper {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+        let _ = self.0.send(());
+        thread::sleep(Duration::from_millis(1500));
+        Ok(Response::text(200, "too late\n"))
+    }
+}
+
+#[test]
+fn work_that_outlives_graceful_timeout_is_cut_and_every_thread_still_joins() {
+    let text = "[server]\ngraceful_timeout = \"300ms\"\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n";
+    let (entered_tx, entered) = mpsc::sync_channel(1);
+    let server =
+        Server::builder(Config::parse(text, "<test>").unwrap()).mount("/", Sleeper(entered_tx)).build().unwrap();
+    let addr = server.local_addrs()[0].1;
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    let mut client = connect(addr);
+    client.write_all(GET.as_bytes()).unwrap();
+    entered.recv_timeout(Duration::from_secs(5)).expect("the request reached the app");
+    let started = Instant::now();
+    handle.stop();
+    // The socket is cut at graceful_timeout: the client sees the end, not a response.
+    let mut got = Vec::new();
+    let _ = client.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        started.elapsed() < Duration::from_millis(1400),
+        "cut after {:?}, not at graceful_timeout",
+        started.elapsed()
+    );
+    let summary = runner.join().unwrap();
+    assert_eq!(summary.report.cut, 1, "{summary:?}");
+    assert!(summary.missed.is_empty(), "the worker returned once its app did, and was joined: {summary:?}");
+}

@@ -1050,3 +1050,51 @@ fn readyz_is_503_during_drain_delay_and_new_connections_are_still_accepted() {
     assert!(signalled.elapsed() >= Duration::from_millis(900), "exited {:?} after SIGTERM", signalled.elapsed());
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log.text());
 }
+
+// ---------------------------------------------------------------------------------
+// Timeouts and headers an operator configures.
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_keepalive_timeout() {
+    let (_daemon, addr) = start(&[("limits.keepalive_timeout", "\"300ms\"")]);
+    let mut c = Client::connect(addr);
+    assert_eq!(c.get("/healthz").status, 200);
+    let started = Instant::now();
+    c.expect_eof("an idle keep-alive period");
+    let idle = started.elapsed();
+    assert!(idle >= Duration::from_millis(250) && idle < Duration::from_secs(5), "closed after {idle:?}");
+}
+
+#[test]
+fn a_body_that_stalls_past_body_timeout_gets_408_and_a_closed_connection() {
+    let (_daemon, addr) = start(&[("limits.body_timeout", "\"300ms\"")]);
+    for target in ["/echo", "/"] {
+        let mut c = Client::connect(addr);
+        // Ten bytes promised, three sent, then silence.
+        c.send(format!("POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc").as_bytes());
+        let r = c.response();
+        if target == "/echo" {
+            // The app reads the body: the stall is answered.
+            assert_eq!(r.status, 408, "{target}: {r:?}");
+            assert!(r.has_token("Connection", "close"), "{:?}", r.headers);
+            c.expect_eof("the 408");
+        } else {
+            // hello never reads the body: it answers, then closes rather than reuse a
+            // connection with an unread body in it.
+            assert_eq!(r.status, 200, "{target}: {r:?}");
+            let (rest, _) = c.read_until_closed();
+            assert_eq!(status_lines(&rest), 0, "{:?}", show(&rest));
+        }
+    }
+}
+
+#[test]
+fn server_header_can_be_renamed_or_turned_off() {
+    let (_daemon, addr) = start(&[("server.server_header", "\"\"")]);
+    let r = Client::connect(addr).get("/");
+    assert_eq!(r.status, 200);
+    assert!(r.header("Server").is_none(), "{:?}", r.headers);
+    assert!(r.header("Date").is_some());
+    let (_daemon, addr) = start(&[("server.server_header", "\"edge-7\"")]);
+    assert_eq!(Client::connect(addr).get("/").header("Server"), Some("edge-7"));
+}

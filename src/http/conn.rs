@@ -327,18 +327,15 @@ fn serve(
 /// request-body error in it (the echo app streams the request body) is answered with
 /// its status instead of a truncated 200, and (2) a body that ends within it is sent
 /// with `Content-Length` rather than chunked. Reads once (a stream that produces slowly,
-/// such as server-sent events, is not held back), and a second time only when that
-/// cannot wait on the client: the request body is complete, so the next read is EOF.
+/// such as server-sent events or an interactive chunked upload, is not held back), and
+/// on only while the stream is the request body and that body is complete or short.
 fn prefetch<'a>(mut resp: Response<'a>, progress: &Progress) -> io::Result<Response<'a>> {
     let ResponseBody::Stream(stream, None) = &mut resp.body else { return Ok(resp) };
     let mut buf = vec![0u8; PREFETCH];
     let mut filled = 0;
-    let body_before = progress.body_bytes.get();
     let mut eof = false;
-    for attempt in 0..2 {
-        if attempt == 1 && !(progress.complete.get() && progress.body_bytes.get() > body_before) {
-            break;
-        }
+    while filled < buf.len() {
+        let body_before = progress.body_bytes.get();
         match stream.read(&mut buf[filled..]) {
             Ok(0) => {
                 eof = true;
@@ -348,7 +345,11 @@ fn prefetch<'a>(mut resp: Response<'a>, progress: &Progress) -> io::Result<Respo
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
-        if filled == buf.len() {
+        // Read on only while that cannot hold back a stream: the stream is the request
+        // body, and either that body is complete (the next read is EOF) or it is a
+        // short one of known length, worth having whole before answering.
+        let from_body = progress.body_bytes.get() > body_before;
+        if !(from_body && (progress.complete.get() || progress.short.get())) {
             break;
         }
     }
@@ -384,6 +385,8 @@ struct Progress {
     complete: Cell<bool>,
     drainable: Cell<bool>,
     body_bytes: Cell<u64>,
+    /// The body has a known length that fits the prefetch block.
+    short: Cell<bool>,
 }
 
 impl Default for Progress {
@@ -394,6 +397,7 @@ impl Default for Progress {
             complete: Cell::new(false),
             drainable: Cell::new(false),
             body_bytes: Cell::new(0),
+            short: Cell::new(false),
         }
     }
 }
@@ -425,7 +429,10 @@ impl<'a> BodyReader<'a> {
     ) -> Self {
         let state = match head.body {
             BodyKind::Empty => State::Done,
-            BodyKind::Length(n) => State::Length(n),
+            BodyKind::Length(n) => {
+                progress.short.set(n <= PREFETCH as u64);
+                State::Length(n)
+            }
             BodyKind::Chunked => State::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default()))),
         };
         let reader =
@@ -463,7 +470,7 @@ impl<'a> BodyReader<'a> {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !wait_ready(self.stream, Interest::READABLE, self.timeout)? {
-                        return Err(io::Error::new(io::ErrorKind::TimedOut, "client sent nothing in time"));
+                        return Err(self.fail(408, "no body bytes within body_timeout"));
                     }
                 }
                 Err(e) => return Err(e),
@@ -523,7 +530,12 @@ impl Read for BodyReader<'_> {
                     n
                 } else {
                     // Nothing buffered: read straight into the caller's buffer.
-                    match read_some(self.stream, &mut out[..want], self.timeout)? {
+                    let read = read_some(self.stream, &mut out[..want], self.timeout);
+                    if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::TimedOut) {
+                        // A client that stalls mid-body is told so (nginx: client_body_timeout).
+                        return Err(self.fail(408, "no body bytes within body_timeout"));
+                    }
+                    match read? {
                         0 => {
                             return Err(io::Error::new(
                                 io::ErrorKind::UnexpectedEof,
