@@ -49,6 +49,8 @@ pub fn echo_config(pool: &str, limits: &str) -> String {
 pub struct Log {
     text: Mutex<String>,
     grew: Condvar,
+    /// Set when the daemon's stderr reached EOF: the log is complete.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Log {
@@ -66,6 +68,20 @@ impl Log {
             }
             text = self.grew.wait_timeout(text, deadline - now).unwrap().0;
         }
+    }
+
+    /// Waits until the daemon's stderr is closed (it exited and every line is in).
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.text.lock().unwrap();
+        while !self.closed.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            text = self.grew.wait_timeout(text, deadline - now).unwrap().0;
+        }
+        true
     }
 
     pub fn count(&self, needle: &str) -> usize {
@@ -111,6 +127,9 @@ impl Daemon {
                 text.push('\n');
                 sink.grew.notify_all();
             }
+            let _text = sink.text.lock().unwrap();
+            sink.closed.store(true, Ordering::SeqCst);
+            sink.grew.notify_all();
         });
         let text = match log.wait_for(" ready", Duration::from_secs(20)) {
             Ok(t) => t,
@@ -136,11 +155,13 @@ impl Daemon {
         assert!(status.success(), "kill -{sig} failed");
     }
 
-    /// Waits for the process to exit, at most `timeout`.
+    /// Waits for the process to exit, at most `timeout`; then for its last log lines
+    /// to be read, so assertions on the log see all of it.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.log.wait_closed(Duration::from_secs(5));
                 return Some(status);
             }
             if Instant::now() >= deadline {
