@@ -408,9 +408,17 @@ impl Acceptor {
             }
             self.close_listeners_and_idle();
         }
-        let stopping = self.stopping.as_mut()?;
+        // A worker sends a `Ready` connection before it decrements `in_flight`: drain the
+        // channel after reading the count, so a connection in transit (with requests
+        // already read) is never taken for finished.
         let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
-        let finished = in_flight == 0 && self.shared.lot.is_empty();
+        let mut in_transit = false;
+        while let Ok(conn) = self.handback.try_recv() {
+            in_transit = true;
+            self.take_back(conn);
+        }
+        let stopping = self.stopping.as_mut()?;
+        let finished = in_flight == 0 && !in_transit && self.shared.lot.is_empty();
         if stopping.cut_until.is_none() && !finished && stopping.deadline.is_some_and(|d| now >= d) {
             stopping.cut = self.shared.registry.cut_all();
             stopping.cut_until = Some(now + CUT_GRACE);

@@ -369,6 +369,9 @@ fn format_size(bytes: u64) -> String {
 /// Parses `"30s"`, `"250ms"`, `"1.5s"`, `"2m"`, `"1h"`, `"0s"` (units ns, us,
 /// ms, s, m, h; optional space before the unit). Exact: `"0.1s"` is 100ms,
 /// with no float rounding.
+/// The longest duration a config may give.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
@@ -546,9 +549,21 @@ impl Ctx<'_> {
 
     fn duration(&self, v: &Spanned<Value>, key: &str) -> Result<Duration, Error> {
         match v.get_ref() {
-            Value::String(s) => parse_duration(s).ok_or_else(|| {
-                self.err(Some(v.span()), key, format!("{key}: invalid duration {s:?} (use e.g. \"30s\" or \"250ms\")"))
-            }),
+            Value::String(s) => match parse_duration(s) {
+                // Deadlines are `Instant + duration`: an absurd value would overflow
+                // there (a panic on the acceptor thread), so it is refused here.
+                Some(d) if d > MAX_DURATION => Err(self.err(
+                    Some(v.span()),
+                    key,
+                    format!("{key}: {s:?} is too long (at most 365 days; \"0s\" means never where allowed)"),
+                )),
+                Some(d) => Ok(d),
+                None => Err(self.err(
+                    Some(v.span()),
+                    key,
+                    format!("{key}: invalid duration {s:?} (use e.g. \"30s\" or \"250ms\")"),
+                )),
+            },
             Value::Integer(n) => Err(self.err(
                 Some(v.span()),
                 key,
@@ -1182,6 +1197,15 @@ protocol = "http"
                 3,
                 "limits.header_timeout",
                 "invalid duration \"10 parsecs\" (use e.g. \"30s\" or \"250ms\")",
+            ),
+            (
+                // Regression: accepted, then overflowed Instant + Duration on the
+                // acceptor thread at the first connection (a panic).
+                "absurd duration",
+                format!("[limits]\nheader_timeout = \"10000000000000000000s\"\n{LISTENER}"),
+                2,
+                "limits.header_timeout",
+                "is too long (at most 365 days",
             ),
             (
                 "integer duration",

@@ -57,6 +57,10 @@ pub enum Next {
 /// How long a closing connection lingers to read the client's leftovers.
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// The most a lingering connection's leftovers are read per readiness event: a client
+/// uploading at line rate after its 413 must not keep the acceptor thread busy.
+const DISCARD_PER_CALL: usize = 64 * 1024;
+
 /// How long a worker that found its connection empty waits for the client's next bytes
 /// before parking it, when no other job waits for a thread. A busy keep-alive client
 /// sends its next request within microseconds of the response; serving it on the same
@@ -152,13 +156,18 @@ impl Conn {
         }
     }
 
-    /// Reads and discards input while lingering. Returns whether to keep lingering.
+    /// Reads and discards input while lingering, at most `DISCARD_PER_CALL` bytes.
+    /// Returns whether to keep lingering (no EOF or error yet).
     pub fn discard_input(&mut self) -> bool {
         let mut scratch = [0u8; 4096];
+        let mut discarded = 0;
         loop {
+            if discarded >= DISCARD_PER_CALL {
+                return true;
+            }
             match (&*self.stream).read(&mut scratch) {
                 Ok(0) => return false,
-                Ok(_) => continue,
+                Ok(n) => discarded += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,

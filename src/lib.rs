@@ -9,6 +9,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// Poll tokens carry connection ids (`lot::FIRST_CONN + id`); on a 32-bit target they
+// would wrap after 2^32 connections and events would be lost.
+#[cfg(not(target_pointer_width = "64"))]
+compile_error!("spindle needs a 64-bit target");
+
 pub mod acceptor;
 pub mod config;
 pub mod conn;

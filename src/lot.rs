@@ -11,7 +11,10 @@
 //! calls per request.
 //!
 //! A connection stays registered while a worker has it; an event that arrives then
-//! finds no connection in the lot and is ignored, and the next park re-arms it. The
+//! (the worker is reading that client itself) still wakes the acceptor, which finds no
+//! connection in the lot and ignores it, and the next park re-arms it. Silencing those
+//! (re-arming taken connections for EPOLLPRI) was measured: one `epoll_ctl` per take
+//! cost as much as the wake-ups it saved. The
 //! descriptor leaves the epoll set when the connection is dropped (closing the only
 //! descriptor removes it).
 //!
@@ -51,6 +54,9 @@ struct State {
     timers: BTreeSet<(Instant, u64)>,
     /// Set by the stop sweep: idle connections are closed instead of parked.
     closing: bool,
+    /// Set when the acceptor has returned: nothing polls the lot any more, so a
+    /// connection parked now would never be served or closed. It is dropped instead.
+    gone: bool,
 }
 
 impl State {
@@ -82,6 +88,10 @@ impl Lot {
     /// deadline. During a stop, an idle connection is closed gracefully instead.
     pub fn park(&self, mut conn: Conn) {
         let mut st = self.lock();
+        if st.gone {
+            drop(st);
+            return; // dropping closes it
+        }
         if st.closing && matches!(conn.phase, Phase::Echo | Phase::HttpHead) {
             drop(st);
             match conn.close_gracefully() {
@@ -121,18 +131,21 @@ impl Lot {
     }
 
     /// Handles readiness of a parked connection. A lingering (`Closing`) one is dealt
-    /// with in place: input read and discarded, dropped at EOF. Any other is taken out
-    /// (it stays registered; see the module note) and returned for a worker.
+    /// with here: input read and discarded, dropped at EOF, else parked again. Any other
+    /// is taken out (it stays registered; see the module note) and returned for a
+    /// worker.
     pub fn ready(&self, id: u64) -> Option<Conn> {
-        let mut st = self.lock();
-        let conn = st.conns.get_mut(&id)?;
-        if conn.phase == Phase::Closing {
-            let done = if conn.discard_input() { None } else { st.remove(id) };
-            drop(st);
-            drop(done); // closes the socket outside the lock
-            return None;
+        let mut conn = self.lock().remove(id)?;
+        if conn.phase != Phase::Closing {
+            return Some(conn);
         }
-        st.remove(id)
+        // Discarding happens outside the lock and a bounded amount at a time, so a
+        // client that keeps sending after its answer cannot hold the lot (or this
+        // thread) for long; its LINGER deadline still ends it.
+        if conn.discard_input() {
+            self.park(conn);
+        }
+        None
     }
 
     /// Connections whose deadline has passed, taken out.
@@ -192,6 +205,12 @@ impl Lot {
             out.extend(st.remove(id));
         }
         out
+    }
+
+    /// The acceptor has returned: drop what is parked, and from now on what is parked.
+    pub fn shut(&self) {
+        self.lock().gone = true;
+        self.clear();
     }
 
     /// Drops every parked connection (after their sockets were cut).

@@ -360,8 +360,16 @@ impl Server {
             handback_rx,
             Arc::clone(&pool),
             Arc::clone(&shared),
-        )?;
-        let acceptor = thread::Builder::new().name("acceptor".into()).spawn(move || acceptor.run())?;
+        )
+        .and_then(|a| thread::Builder::new().name("acceptor".into()).spawn(move || a.run()));
+        let acceptor = match acceptor {
+            Ok(thread) => thread,
+            Err(e) => {
+                // Nothing runs yet but the pool: join it rather than leave it waiting.
+                pool.shutdown(Instant::now() + POOL_JOIN);
+                return Err(StartError::Io(e));
+            }
+        };
         let signals = if self.signals {
             let ctx = signals::SignalCtx {
                 handle: handle.clone(),
@@ -396,6 +404,8 @@ impl Server {
                 StopReport { immediate: true, ..StopReport::default() }
             }
         };
+        // Nothing polls the lot from here on: what workers still park is closed.
+        shared.lot.shut();
         let grace = if report.immediate { Duration::from_secs(1) } else { POOL_JOIN };
         let mut pool_report = pool.shutdown(Instant::now() + grace);
         if !pool_report.missed.is_empty() {

@@ -93,7 +93,8 @@ pub fn watchdog_interval() -> Option<Duration> {
         }
     }
     let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
-    (usec > 0).then(|| Duration::from_micros(usec / 2))
+    // At least 1 ms between pings: a tiny value must not make the acceptor spin.
+    (usec > 0).then(|| Duration::from_micros(usec / 2).max(Duration::from_millis(1)))
 }
 
 /// A socket-activation problem (exit status 2).
@@ -127,7 +128,20 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpList
             Ok(None)
         };
     }
-    let by_name = names.as_ref().filter(|n| n.len() == fds.len() && listeners.iter().all(|l| n.contains(&l.name)));
+    // Names that match listeners must match all of them: a typo or a renamed listener
+    // is an error, not a silent fall-back to positions (the order of sockets from
+    // several units is not the config's). Names that match none of them (systemd's
+    // default, the unit name) mean "by position".
+    let by_name = names.as_ref().filter(|n| n.iter().any(|name| listeners.iter().any(|l| l.name == *name)));
+    if let Some(n) = by_name {
+        let missing: Vec<&str> = listeners.iter().filter(|l| !n.contains(&l.name)).map(|l| l.name.as_str()).collect();
+        if !missing.is_empty() || n.len() != fds.len() {
+            return Err(ActivationError(format!(
+                "LISTEN_FDNAMES {n:?} names some listeners but not all (missing {missing:?}): set FileDescriptorName= to each [[listener]] name: {}",
+                listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+    }
     let mut out = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.iter().enumerate() {
         let index = match by_name {

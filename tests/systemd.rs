@@ -196,3 +196,30 @@ fn healthcheck_exits_0_on_200_and_non_zero_with_a_reason_otherwise() {
     let (ok, out) = run(Command::new(bin()).args(["healthcheck", "--url", "ftp://x/"]));
     assert!(!ok && out.contains("http://"), "{out}");
 }
+
+#[test]
+fn socket_names_that_match_some_listeners_but_not_all_exit_2_instead_of_guessing_by_position() {
+    // Two sockets for two listeners, but one name is a typo: adopting by position could
+    // serve HTTP on the echo port. Regression for a silent positional fall-back.
+    let (a, b) = (free_port(), free_port());
+    let path = write_config(HTTP_AND_ECHO);
+    let mut child = Command::new("systemd-socket-activate")
+        .args(["-l", &format!("127.0.0.1:{a}"), "-l", &format!("127.0.0.1:{b}"), "--fdname=http:ecoh"])
+        .arg(bin())
+        .arg("--config")
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("systemd-socket-activate");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for _ in 0..2 {
+        assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
+    }
+    let _trigger = std::net::TcpStream::connect(("127.0.0.1", a)).unwrap();
+    let log: Vec<String> = lines.map_while(Result::ok).collect();
+    assert_eq!(wait(&mut child), Some(2), "{log:?}");
+    let log = log.join("\n");
+    assert!(log.contains("missing [\"echo\"]"), "{log}");
+}
