@@ -219,11 +219,23 @@ impl Acceptor {
         if self.listening == on {
             return Ok(());
         }
-        for (i, (listener, _)) in self.listeners.iter_mut().enumerate() {
-            if on {
-                self.poll.registry().register(listener, Token(i), Interest::READABLE)?;
+        let registry = self.poll.registry();
+        for i in 0..self.listeners.len() {
+            let result = if on {
+                registry.register(&mut self.listeners[i].0, Token(i), Interest::READABLE)
             } else {
-                self.poll.registry().deregister(listener)?;
+                // Deregistering cannot meaningfully fail for a registered listener; go on
+                // with the others either way.
+                let _ = registry.deregister(&mut self.listeners[i].0);
+                Ok(())
+            };
+            if let Err(e) = result {
+                // All or none: undo the ones registered, so a later resume starts clean
+                // instead of failing forever on EEXIST.
+                for (listener, _) in &mut self.listeners[..i] {
+                    let _ = registry.deregister(listener);
+                }
+                return Err(e);
             }
         }
         self.listening = on;
