@@ -55,3 +55,33 @@ fn sighup_with_a_broken_file_keeps_the_running_config_and_serving() {
     let mut s = connect(daemon.addr("echo"));
     assert_eq!(echo_once(&mut s, b"alive"), b"alive");
 }
+
+#[test]
+fn sighup_applies_a_new_log_level() {
+    let http = |level: &str| {
+        format!(
+            "[log]\nlevel = \"{level}\"\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n\"/\" = \"hello\"\n"
+        )
+    };
+    let daemon = Daemon::start(&http("info,spindle::access=off"));
+    let get = || {
+        use std::io::{Read, Write};
+        let mut s = connect(daemon.addr("http"));
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    };
+    get(); // not logged: access lines are off
+    std::fs::write(&daemon.config, http("info")).unwrap();
+    daemon.signal("HUP");
+    daemon.log.wait_for("SIGHUP: reloaded", WAIT).unwrap();
+    get(); // logged
+    daemon.log.wait_for("spindle::access", WAIT).unwrap();
+    assert_eq!(
+        daemon.log.count("spindle::access"),
+        1,
+        "only the request after the reload is logged:\n{}",
+        daemon.log.text()
+    );
+}
