@@ -154,13 +154,16 @@ fn wait(child: &mut Child) -> Option<i32> {
     panic!("did not exit");
 }
 
-#[test]
-fn socket_activation_that_does_not_fit_the_listeners_exits_2_with_a_clear_error() {
-    let port = free_port();
-    // One socket, two listeners, and a name that matches neither.
+/// Runs spindle under `systemd-socket-activate` on `ports` with `fdnames`, makes the
+/// first connection (which execs spindle), and returns its exit status and log.
+fn activate_and_collect(ports: &[u16], fdnames: &str) -> (Option<i32>, String) {
     let path = write_config(HTTP_AND_ECHO);
-    let mut child = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{port}"), "--fdname=bogus"])
+    let mut cmd = Command::new("systemd-socket-activate");
+    for p in ports {
+        cmd.arg("-l").arg(format!("127.0.0.1:{p}"));
+    }
+    let mut child = cmd
+        .arg(format!("--fdname={fdnames}"))
         .arg(bin())
         .arg("--config")
         .arg(&path)
@@ -169,13 +172,20 @@ fn socket_activation_that_does_not_fit_the_listeners_exits_2_with_a_clear_error(
         .stderr(Stdio::piped())
         .spawn()
         .expect("systemd-socket-activate");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
-    let _trigger = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for _ in ports {
+        assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
+    }
+    let _trigger = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
     let log: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(wait(&mut child), Some(2), "{log:?}");
-    let log = log.join("\n");
+    (wait(&mut child), log.join("\n"))
+}
+
+#[test]
+fn socket_activation_that_does_not_fit_the_listeners_exits_2_with_a_clear_error() {
+    // One socket, two listeners, and a name that matches neither.
+    let (status, log) = activate_and_collect(&[free_port()], "bogus");
+    assert_eq!(status, Some(2), "{log}");
     assert!(log.contains("socket activation") && log.contains("http, echo"), "{log}");
 }
 
@@ -201,25 +211,7 @@ fn healthcheck_exits_0_on_200_and_non_zero_with_a_reason_otherwise() {
 fn socket_names_that_match_some_listeners_but_not_all_exit_2_instead_of_guessing_by_position() {
     // Two sockets for two listeners, but one name is a typo: adopting by position could
     // serve HTTP on the echo port. Regression for a silent positional fall-back.
-    let (a, b) = (free_port(), free_port());
-    let path = write_config(HTTP_AND_ECHO);
-    let mut child = Command::new("systemd-socket-activate")
-        .args(["-l", &format!("127.0.0.1:{a}"), "-l", &format!("127.0.0.1:{b}"), "--fdname=http:ecoh"])
-        .arg(bin())
-        .arg("--config")
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for _ in 0..2 {
-        assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
-    }
-    let _trigger = std::net::TcpStream::connect(("127.0.0.1", a)).unwrap();
-    let log: Vec<String> = lines.map_while(Result::ok).collect();
-    assert_eq!(wait(&mut child), Some(2), "{log:?}");
-    let log = log.join("\n");
+    let (status, log) = activate_and_collect(&[free_port(), free_port()], "http:ecoh");
+    assert_eq!(status, Some(2), "{log}");
     assert!(log.contains("missing [\"echo\"]"), "{log}");
 }
