@@ -12,19 +12,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use spindle::http::{AppResult, Request, Response};
-use spindle::{App, Config, Server};
+use spindle::{Config, Server};
 use util::*;
-
-struct Slow(mpsc::SyncSender<()>);
-
-impl App for Slow {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        let _ = self.0.send(());
-        thread::sleep(Duration::from_millis(1500));
-        Ok(Response::text(200, "slow but complete\n"))
-    }
-}
 
 #[test]
 fn sigterm_with_50_slow_requests_in_flight_answers_all_with_connection_close() {
@@ -34,7 +23,11 @@ fn sigterm_with_50_slow_requests_in_flight_answers_all_with_connection_close() {
                 [listener.apps]\n\"/readyz\" = \"readyz\"\n";
     let config = Config::parse(text, "<test>").unwrap();
     let (entered_tx, entered) = mpsc::sync_channel(64);
-    let server = Server::builder(config).mount("/slow", Slow(entered_tx)).signals(true).build().unwrap();
+    let server = Server::builder(config)
+        .mount("/slow", SlowApp { entered: entered_tx, body: "slow but complete\n" })
+        .signals(true)
+        .build()
+        .unwrap();
     let addr = server.local_addrs()[0].1;
     let runner = thread::spawn(move || server.run().unwrap());
 

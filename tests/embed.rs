@@ -188,22 +188,14 @@ fn a_stop_while_idle_keep_alive_connections_are_parked_closes_them_and_returns()
     assert_eq!(idle.read(&mut buf).unwrap(), 0);
 }
 
-struct Sleeper(mpsc::SyncSender<()>);
-
-impl App for Sleeper {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        let _ = self.0.send(());
-        thread::sleep(Duration::from_millis(1500));
-        Ok(Response::text(200, "too late\n"))
-    }
-}
-
 #[test]
 fn work_that_outlives_graceful_timeout_is_cut_and_every_thread_still_joins() {
     let text = "[server]\ngraceful_timeout = \"300ms\"\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n";
     let (entered_tx, entered) = mpsc::sync_channel(1);
-    let server =
-        Server::builder(Config::parse(text, "<test>").unwrap()).mount("/", Sleeper(entered_tx)).build().unwrap();
+    let server = Server::builder(Config::parse(text, "<test>").unwrap())
+        .mount("/", SlowApp { entered: entered_tx, body: "too late\n" })
+        .build()
+        .unwrap();
     let addr = server.local_addrs()[0].1;
     let handle = server.handle();
     let runner = thread::spawn(move || server.run().unwrap());

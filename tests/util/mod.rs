@@ -268,3 +268,18 @@ pub fn hash(data: &[u8]) -> u64 {
 pub fn raise_nofile() {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
 }
+
+/// An app that says it has started (on `entered`), sleeps 1.5 s, then answers `body`:
+/// a request that is in flight for a known while, for the shutdown tests.
+pub struct SlowApp {
+    pub entered: std::sync::mpsc::SyncSender<()>,
+    pub body: &'static str,
+}
+
+impl spindle::App for SlowApp {
+    fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult<'a> {
+        let _ = self.entered.send(());
+        thread::sleep(Duration::from_millis(1500));
+        Ok(spindle::http::Response::text(200, self.body))
+    }
+}
