@@ -1,26 +1,29 @@
-//! The acceptor thread: one `mio::Poll` that owns every listener, watches every idle
-//! connection, and feeds the worker pool.
+//! The acceptor thread: one `mio::Poll` that owns every listener; the lot's clock and
+//! the server's overload valve.
 //!
 //! It runs on the thread named `acceptor` and does only non-blocking work:
-//! - accepts until `WouldBlock` and parks the new connection in the lot (`lot.rs`);
-//! - when a parked connection becomes ready, takes it out of the lot and submits it to
-//!   the pool as a job; a full queue sheds it on the spot (HTTP: a canned `503` with
-//!   `Retry-After`, echo: closed), so memory stays bounded under any load;
-//! - expires deadlines (echo idle, keep-alive, `header_timeout` → 408, linger end);
+//! - accepts until `WouldBlock` and parks each new connection in the lot (`lot.rs`),
+//!   where the first worker to see it readable serves it; the acceptor never hands a
+//!   connection to a thread itself;
+//! - expires deadlines (echo idle, keep-alive, `header_timeout` and `body_timeout` →
+//!   408, linger end), through `service::expired`;
+//! - watches the load every `TICK` while connections are open: when no worker is free
+//!   it asks the pool how many busy workers are asleep in their job, and grows the
+//!   pool by that many (growth on blocking, not on busyness); when no worker has
+//!   finished a turn for a whole tick, it takes the ready connections out of the lot
+//!   onto the bounded run queue, and sheds what does not fit (HTTP: a canned `503`
+//!   with `Retry-After`; echo: reset), so memory stays bounded and a shed client learns
+//!   it at once instead of after a request's worth of waiting;
 //! - pauses accepting at `max_connections` (the kernel backlog holds the rest) and
 //!   resumes when a connection closes;
 //! - runs the stop: on `Control::Graceful` readiness turns 503 at once, after
-//!   `drain_delay` the listeners close and parked idle connections close gracefully,
-//!   and the loop lasts until every connection out with a worker is finished or parked
-//!   and gone, or `graceful_timeout` passes (then every socket is cut).
-//!   `Control::Immediate` cuts everything at once. The loop then returns its report to
-//!   `Server::run`, which joins the pool.
-//!
-//! Workers park connections in the lot themselves (no wake-up of this thread); only a
-//! connection with requests already buffered comes back over the channel, to be
-//! queued again at once (`Phase::Ready`).
+//!   `drain_delay` the listeners close and idle connections close gracefully, and the
+//!   loop lasts until every connection in progress is finished (the lot is drained) or
+//!   `graceful_timeout` passes (then every socket is cut). `Control::Immediate` cuts
+//!   everything at once. The loop then returns its report to `Server::run`, which
+//!   shuts the lot and joins the pool.
 
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
@@ -30,13 +33,11 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::config::Protocol;
 use crate::conn::{Conn, Next, Phase};
-use crate::http;
+use crate::control::Control;
 use crate::listener::ListenerCtx;
-use crate::lot::FIRST_CONN;
-use crate::pool::Pool;
-use crate::server::Shared;
+use crate::service;
+use crate::shared::{Shared, WorkerPool};
 
 /// The poll token of the waker.
 pub const WAKER: Token = Token(usize::MAX);
@@ -45,15 +46,12 @@ pub const WAKER: Token = Token(usize::MAX);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// After cutting sockets at `graceful_timeout`, how long workers get to notice.
 const CUT_GRACE: Duration = Duration::from_secs(2);
-
-/// Messages to the acceptor (sent with a wake of its `Waker`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Begin a graceful stop (a second one means immediate).
-    Graceful,
-    /// Stop now: cut every socket.
-    Immediate,
-}
+/// How often the load is looked at while connections are open.
+const TICK: Duration = Duration::from_millis(5);
+/// ... and while every worker is stuck, so a shed client hears at once.
+const FAST_TICK: Duration = Duration::from_millis(1);
+/// The most connections one look takes out of the lot.
+const STEAL_BATCH: usize = 64;
 
 /// How a stop went, for the summary line.
 #[derive(Debug, Clone, Default)]
@@ -86,9 +84,12 @@ pub struct Acceptor {
     listening: bool,
     accept_resume_at: Option<Instant>,
     control: Receiver<Control>,
-    handback: Receiver<Conn>,
-    pool: Arc<Pool<Conn>>,
+    pool: Arc<WorkerPool>,
     shared: Arc<Shared>,
+    /// When the load is next looked at, and what was seen last time.
+    next_tick: Instant,
+    finished_at_tick: u64,
+    saturated: bool,
     stopping: Option<Stopping>,
     last_saturation_warning: Option<Instant>,
     /// `WATCHDOG=1` interval and next due time (sent from this loop on purpose).
@@ -107,8 +108,7 @@ impl Acceptor {
         poll: Poll,
         listeners: Vec<(TcpListener, Arc<ListenerCtx>)>,
         control: Receiver<Control>,
-        handback: Receiver<Conn>,
-        pool: Arc<Pool<Conn>>,
+        pool: Arc<WorkerPool>,
         shared: Arc<Shared>,
     ) -> io::Result<Acceptor> {
         let mut acceptor = Acceptor {
@@ -117,9 +117,11 @@ impl Acceptor {
             listening: false,
             accept_resume_at: None,
             control,
-            handback,
             pool,
             shared,
+            next_tick: Instant::now(),
+            finished_at_tick: 0,
+            saturated: false,
             stopping: None,
             last_saturation_warning: None,
             watchdog: None,
@@ -154,8 +156,7 @@ impl Acceptor {
             for token in ready.drain(..) {
                 match token {
                     WAKER => {}
-                    Token(i) if i < FIRST_CONN => self.accept(i),
-                    Token(t) => self.ready((t - FIRST_CONN) as u64),
+                    Token(i) => self.accept(i),
                 }
             }
             while let Ok(control) = self.control.try_recv() {
@@ -164,13 +165,13 @@ impl Acceptor {
                     _ => return self.stop_now(),
                 }
             }
-            while let Ok(conn) = self.handback.try_recv() {
-                self.take_back(conn);
+            let now = Instant::now();
+            self.expire(now);
+            if now >= self.next_tick {
+                self.watch_load(now);
             }
-            self.expire(Instant::now());
             self.maybe_resume_accepting();
-            self.shared.metrics.parked.set(self.shared.lot.len() as u64);
-            self.tell_systemd(Instant::now());
+            self.tell_systemd(now);
             if let Some(report) = self.advance_stop() {
                 return report;
             }
@@ -201,6 +202,9 @@ impl Acceptor {
             }
         };
         consider(self.accept_resume_at);
+        if self.shared.registry.open() > 0 {
+            consider(Some(self.next_tick));
+        }
         consider(self.watchdog.map(|(_, due)| due));
         consider(self.next_status);
         if let Some(s) = &self.stopping {
@@ -294,63 +298,70 @@ impl Acceptor {
         }
     }
 
-    /// A new connection waits parked for its first bytes: no thread is spent on a
-    /// client that connects and says nothing.
+    /// A new connection waits parked for its first bytes; while every worker is stuck
+    /// and the run queue is full, it is shed at once instead.
     fn park_new(&mut self, mut conn: Conn) {
-        let limits = self.shared.limits();
-        let now = Instant::now();
-        match conn.listener.protocol {
-            Protocol::Echo => {
-                conn.phase = Phase::Echo;
-                conn.deadline = limits.echo_idle_timeout.map(|d| now + d);
-            }
-            Protocol::Http => {
-                // The first head's header_timeout runs from the connection's accept.
-                conn.phase = Phase::HttpHead;
-                conn.head_started = Some(now);
-                conn.deadline = Some(now + limits.header_timeout);
-            }
-        }
-        self.park(conn);
-    }
-
-    // ---- parking ----------------------------------------------------------------
-
-    fn park(&mut self, conn: Conn) {
-        self.shared.lot.park(conn);
-    }
-
-    fn ready(&mut self, id: u64) {
-        if let Some(conn) = self.shared.lot.ready(id) {
-            self.dispatch(conn);
-        }
-    }
-
-    fn dispatch(&mut self, conn: Conn) {
-        self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
-        if let Err(conn) = self.pool.try_submit(conn) {
-            self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        service::opened(&mut conn, &self.shared, Instant::now());
+        if self.saturated && self.shared.lot.queue_len() >= self.shared.config().pool.queue_capacity {
             self.shed(conn);
+        } else {
+            self.shared.lot.park(conn);
         }
     }
 
-    /// The queue is full: answer without a worker and close.
-    fn shed(&mut self, conn: Conn) {
-        self.shared.metrics.shed.inc();
-        let (stats, shed_total) = (self.pool.stats(), self.shared.metrics.shed.get());
-        self.warn_saturated(|| {
-            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, "worker queue full; shedding")
-        });
-        match conn.listener.protocol {
-            Protocol::Echo => drop(conn),
-            Protocol::Http => {
-                // One non-blocking write of a small response: a fresh socket buffer
-                // always takes it; if not, the client gets the close alone.
-                let _ = (&*conn.stream).write(&http::canned(503, self.shared.config().server.server_header.as_deref()));
-                if let Next::Park(conn) = conn.close_gracefully() {
-                    self.park(conn);
-                }
+    // ---- the load ----------------------------------------------------------------------
+
+    /// Looks at the workers: grows the pool if busy ones are blocked, and relieves the
+    /// lot if none has finished a turn since the last look.
+    fn watch_load(&mut self, now: Instant) {
+        let lot = &self.shared.lot;
+        let finished = lot.finished_turns();
+        let progressed = finished != self.finished_at_tick;
+        self.finished_at_tick = finished;
+        if lot.idle_workers() > 0 {
+            self.saturated = false;
+            self.next_tick = now + TICK;
+            return;
+        }
+        let blocked = self.pool.sample_blocked();
+        if blocked >= 0.5 {
+            let added = self.pool.grow(blocked.ceil() as usize);
+            if added > 0 {
+                tracing::debug!(target: "spindle::saturation", added, blocked, "workers blocked in their jobs; pool grown");
             }
+        }
+        self.saturated = !progressed;
+        if self.saturated {
+            self.relieve();
+        }
+        self.next_tick = now + if self.saturated { FAST_TICK } else { TICK };
+    }
+
+    /// Every worker is stuck: ready connections move to the run queue (oldest first)
+    /// up to `queue_capacity`; new work beyond it is shed.
+    fn relieve(&mut self) {
+        let capacity = self.shared.config().pool.queue_capacity;
+        for conn in self.shared.lot.steal(STEAL_BATCH) {
+            if conn.phase == Phase::Closing {
+                if let Next::Park(conn) = service::linger(conn) {
+                    self.shared.lot.park(conn);
+                }
+            } else if service::sheddable(&conn) && self.shared.lot.queue_len() >= capacity {
+                self.shed(conn);
+            } else {
+                self.shared.lot.enqueue(conn);
+            }
+        }
+    }
+
+    fn shed(&mut self, conn: Conn) {
+        let stats = self.shared.stats();
+        let shed_total = self.shared.metrics.shed.get() + 1;
+        self.warn_saturated(|| {
+            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, "every worker busy and the run queue full; shedding")
+        });
+        if let Next::Park(conn) = service::shed(conn, &self.shared) {
+            self.shared.lot.park(conn);
         }
     }
 
@@ -364,30 +375,10 @@ impl Acceptor {
         }
     }
 
-    fn take_back(&mut self, conn: Conn) {
-        if conn.phase == Phase::Ready {
-            // Its next request is already buffered: back on the queue, behind the others.
-            self.dispatch(conn);
-        } else {
-            self.park(conn);
-        }
-    }
-
     fn expire(&mut self, now: Instant) {
         for conn in self.shared.lot.expired(now) {
-            match conn.phase {
-                Phase::HttpHead if !conn.input.is_empty() => {
-                    // Part of a head came, the rest did not: RFC 9110 §15.5.9.
-                    tracing::debug!(conn = conn.id, peer = %conn.peer, "request head timed out: 408");
-                    let _ =
-                        (&*conn.stream).write(&http::canned(408, self.shared.config().server.server_header.as_deref()));
-                    if let Next::Park(conn) = conn.close_gracefully() {
-                        self.park(conn);
-                    }
-                }
-                phase => {
-                    tracing::debug!(conn = conn.id, peer = %conn.peer, ?phase, "idle deadline passed; closing");
-                }
+            if let Next::Park(conn) = service::expired(conn, &self.shared) {
+                self.shared.lot.park(conn);
             }
         }
     }
@@ -420,17 +411,8 @@ impl Acceptor {
             }
             self.close_listeners_and_idle();
         }
-        // A worker sends a `Ready` connection before it decrements `in_flight`: drain the
-        // channel after reading the count, so a connection in transit (with requests
-        // already read) is never taken for finished.
-        let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
-        let mut in_transit = false;
-        while let Ok(conn) = self.handback.try_recv() {
-            in_transit = true;
-            self.take_back(conn);
-        }
+        let finished = self.shared.lot.is_drained();
         let stopping = self.stopping.as_mut()?;
-        let finished = in_flight == 0 && !in_transit && self.shared.lot.is_empty();
         if stopping.cut_until.is_none() && !finished && stopping.deadline.is_some_and(|d| now >= d) {
             stopping.cut = self.shared.registry.cut_all();
             stopping.cut_until = Some(now + CUT_GRACE);
@@ -456,29 +438,28 @@ impl Acceptor {
         // Dropping the sockets closes them: new connections are refused from here on.
         self.listeners.clear();
         self.accept_resume_at = None;
-        self.shared.stop.set();
+        self.shared.listeners_closed.set();
         let open = self.shared.registry.open();
         let timeout = self.shared.config().server.graceful_timeout;
         for conn in self.shared.lot.close_idle() {
-            if let Next::Park(mut conn) = conn.close_gracefully() {
-                // Read what raced in before the FIN, then wait for the client's EOF.
-                if conn.discard_input() {
-                    self.park(conn);
-                }
+            // Read what raced in before the FIN (an echo session's unread bytes get a
+            // reset), then wait for the client's EOF.
+            if let Next::Park(conn) = service::linger_after(conn.close_gracefully()) {
+                self.shared.lot.park(conn);
             }
         }
         if let Some(s) = self.stopping.as_mut() {
             s.deadline = Some(Instant::now() + timeout);
             s.open_at_close = open;
         }
-        tracing::info!(open, in_flight = self.shared.in_flight.load(Ordering::SeqCst), graceful_timeout = ?timeout, "listeners closed; draining");
+        tracing::info!(open, graceful_timeout = ?timeout, "listeners closed; draining");
     }
 
     fn stop_now(mut self) -> StopReport {
         let started = self.stopping.as_ref().map_or_else(Instant::now, |s| s.started);
         self.shared.notifier.stopping("immediate stop");
         self.shared.draining.store(true, Ordering::SeqCst);
-        self.shared.stop.set();
+        self.shared.listeners_closed.set();
         let _ = self.listen(false);
         self.listeners.clear();
         let cut = self.shared.registry.cut_all();

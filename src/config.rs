@@ -73,6 +73,9 @@ pub struct PoolConfig {
     /// Idle time after which a worker above `min_threads` exits; `None`
     /// (written `"0s"`) means never.
     pub idle_timeout: Option<Duration>,
+    /// Longest wait on the run queue: work that waited longer is answered 503
+    /// (HTTP) or reset (echo) instead of run; more than zero.
+    pub queue_timeout: Duration,
 }
 
 /// `[limits]` settings.
@@ -97,6 +100,9 @@ pub struct Limits {
     pub max_uri_bytes: usize,
     /// Largest request body in bytes.
     pub max_body_bytes: u64,
+    /// A request body up to this size is held in memory; a larger one is spilled to
+    /// an unnamed temporary file. At least 1024.
+    pub body_buffer_bytes: usize,
     /// Requests per keep-alive connection; at least 1.
     pub max_requests_per_connection: usize,
 }
@@ -209,6 +215,7 @@ impl Default for PoolConfig {
             max_threads: 64,
             queue_capacity: 1024,
             idle_timeout: Some(Duration::from_secs(60)),
+            queue_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -225,6 +232,7 @@ impl Default for Limits {
             max_headers: 100,
             max_uri_bytes: 8192,
             max_body_bytes: 16 * 1024 * 1024,
+            body_buffer_bytes: 64 * 1024,
             max_requests_per_connection: 1000,
         }
     }
@@ -275,6 +283,7 @@ impl Config {
         kv(&mut out, "max_threads", &p.max_threads.to_string());
         kv(&mut out, "queue_capacity", &p.queue_capacity.to_string());
         kv(&mut out, "idle_timeout", &quote(&format_never(p.idle_timeout)));
+        kv(&mut out, "queue_timeout", &quote(&format_duration(p.queue_timeout)));
 
         let l = &self.limits;
         out.push_str("\n[limits]\n");
@@ -287,6 +296,7 @@ impl Config {
         kv(&mut out, "max_headers", &l.max_headers.to_string());
         kv(&mut out, "max_uri_bytes", &format_size(l.max_uri_bytes as u64));
         kv(&mut out, "max_body_bytes", &format_size(l.max_body_bytes));
+        kv(&mut out, "body_buffer_bytes", &format_size(l.body_buffer_bytes as u64));
         kv(&mut out, "max_requests_per_connection", &l.max_requests_per_connection.to_string());
 
         out.push_str("\n[log]\n");
@@ -447,6 +457,7 @@ struct RawPool {
     max_threads: Option<Spanned<i64>>,
     queue_capacity: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<Value>>,
+    queue_timeout: Option<Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -461,6 +472,7 @@ struct RawLimits {
     max_headers: Option<Spanned<i64>>,
     max_uri_bytes: Option<Spanned<Value>>,
     max_body_bytes: Option<Spanned<Value>>,
+    body_buffer_bytes: Option<Spanned<Value>>,
     max_requests_per_connection: Option<Spanned<i64>>,
 }
 
@@ -709,6 +721,7 @@ impl Ctx<'_> {
             max_threads,
             queue_capacity: self.count(&r.queue_capacity, "pool.queue_capacity", d.queue_capacity, 1)?,
             idle_timeout: self.never_duration(&r.idle_timeout, "pool.idle_timeout", d.idle_timeout)?,
+            queue_timeout: self.positive_duration(&r.queue_timeout, "pool.queue_timeout", d.queue_timeout)?,
         })
     }
 
@@ -743,6 +756,12 @@ impl Ctx<'_> {
             max_headers: self.count(&r.max_headers, "limits.max_headers", d.max_headers, 1)?,
             max_uri_bytes: self.usize_size(&r.max_uri_bytes, "limits.max_uri_bytes", d.max_uri_bytes, 16)?,
             max_body_bytes,
+            body_buffer_bytes: self.usize_size(
+                &r.body_buffer_bytes,
+                "limits.body_buffer_bytes",
+                d.body_buffer_bytes,
+                1024,
+            )?,
             max_requests_per_connection: self.count(
                 &r.max_requests_per_connection,
                 "limits.max_requests_per_connection",

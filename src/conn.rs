@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::http::receive::Incoming;
 use crate::listener::ListenerCtx;
 
 /// What a parked connection is waiting for, and so what its deadline means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// Echo session waiting for bytes; deadline: `echo_idle_timeout` (close).
     Echo,
     /// Echo session with output the client has not taken yet; waits for writability.
@@ -37,8 +38,14 @@ pub enum Phase {
     /// for a first or partial head (408 if some bytes came), `keepalive_timeout` between
     /// requests (silent close).
     HttpHead,
-    /// Has a complete request buffered already (a turn yielded on its budget): the
-    /// acceptor puts it straight back on the queue instead of waiting for the socket.
+    /// HTTP request whose head is here and whose body is still arriving (it is received
+    /// whole before the app runs). Deadline: `body_timeout` after the last bytes (408).
+    HttpBody,
+    /// HTTP response the client has not taken yet (kept on the connection); waits for
+    /// writability. Deadline: `body_timeout` after the last progress (close).
+    HttpFlush,
+    /// Has a complete request buffered already (a turn yielded on its budget): it goes
+    /// on the run queue instead of waiting for the socket.
     Ready,
     /// Write side shut down; input is read and discarded until EOF or the deadline, so
     /// that unread client bytes do not turn our close into a reset that destroys the
@@ -47,32 +54,23 @@ pub enum Phase {
 }
 
 /// What a worker's turn decided.
-pub enum Next {
-    /// Hand the connection back to the acceptor to park (its phase and deadline set).
+pub(crate) enum Next {
+    /// Park the connection in the lot (its phase and deadline set).
     Park(Conn),
     /// The connection is finished; it has been (or is being) dropped.
     Done,
 }
 
 /// How long a closing connection lingers to read the client's leftovers.
-pub const LINGER: Duration = Duration::from_secs(2);
+pub(crate) const LINGER: Duration = Duration::from_secs(2);
 
 /// The most a lingering connection's leftovers are read per readiness event: a client
-/// uploading at line rate after its 413 must not keep the acceptor thread busy.
+/// uploading at line rate after its 413 must not keep a thread busy.
 const DISCARD_PER_CALL: usize = 64 * 1024;
 
-/// How long a worker that found its connection empty waits for the client's next bytes
-/// before parking it, when no other job waits for a thread. A busy keep-alive client
-/// sends its next request within microseconds of the response; serving it on the same
-/// thread saves the park, the acceptor's wake-up and the hand-off to a worker.
-/// Measured with wrk -t1 -c50 on hello: 0.57x -> 0.61x nginx with 4 threads, and
-/// voluntary context switches per request 1.01 -> 0.55. Bounded, so a slow or idle
-/// client holds a thread for at most this long.
-pub const STICKY: Duration = Duration::from_millis(1);
-
 /// One client connection.
-pub struct Conn {
-    /// Unique for the process lifetime; also the poll token while parked.
+pub(crate) struct Conn {
+    /// Unique for the process lifetime; also the epoll event data while parked.
     pub id: u64,
     /// The non-blocking socket, shared with the registry (for cutting).
     pub stream: Arc<TcpStream>,
@@ -88,13 +86,21 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     /// Input read but not consumed yet (a partial request head, pipelined bytes).
     pub input: Vec<u8>,
-    /// Output accepted but not yet written (echo bytes the client has not taken).
+    /// Output accepted but not yet written (echo bytes or a response the client has
+    /// not taken yet).
     pub output: Vec<u8>,
     /// Requests served on this connection (HTTP).
     pub requests: usize,
     /// When the current request head began arriving (HTTP).
     pub head_started: Option<Instant>,
-    /// Whether the socket is in the acceptor's poll (it stays there once parked).
+    /// The HTTP request being received (head parsed, body arriving), while parked.
+    pub incoming: Option<Box<Incoming>>,
+    /// Close once `output` is written (the response said `Connection: close`).
+    pub close_after_flush: bool,
+    /// Bytes that arrive while lingering were never read by the server: reset the
+    /// connection instead of discarding them (echo), so the peer can tell.
+    pub reset_on_late_input: bool,
+    /// Whether the socket is in the lot's epoll (it stays there once parked).
     pub registered: bool,
     registry: Arc<Registry>,
 }
@@ -117,6 +123,9 @@ impl Conn {
             output: Vec::new(),
             requests: 0,
             head_started: None,
+            incoming: None,
+            close_after_flush: false,
+            reset_on_late_input: false,
             registered: false,
             registry: Arc::clone(registry),
         }
@@ -133,11 +142,18 @@ impl Conn {
         }
     }
 
-    /// The poll interest for the current phase.
-    pub fn interest(&self) -> Interest {
+    /// Whether it waits for the socket to take output (else for input).
+    pub fn wants_write(&self) -> bool {
+        matches!(self.phase, Phase::EchoFlush | Phase::HttpFlush)
+    }
+
+    /// Whether nothing is in progress: a stop may close it without losing anything
+    /// (an echo session with nothing pending, an HTTP connection between requests).
+    pub fn is_idle(&self) -> bool {
         match self.phase {
-            Phase::EchoFlush => Interest::WRITABLE,
-            _ => Interest::READABLE,
+            Phase::Echo => self.output.is_empty(),
+            Phase::HttpHead => self.input.is_empty(),
+            _ => false,
         }
     }
 
@@ -149,6 +165,7 @@ impl Conn {
                 self.phase = Phase::Closing;
                 self.deadline = Some(Instant::now() + LINGER);
                 self.input = Vec::new();
+                self.incoming = None;
                 Next::Park(self)
             }
             // Already reset by the peer: nothing left to protect.
@@ -156,8 +173,16 @@ impl Conn {
         }
     }
 
+    /// Closes with a reset (RST) instead of a FIN: for a connection that holds client
+    /// bytes the server will never act on, so the peer learns they were not taken.
+    pub fn reset(self) -> Next {
+        let _ = socket2::SockRef::from(&*self.stream).set_linger(Some(Duration::ZERO));
+        Next::Done
+    }
+
     /// Reads and discards input while lingering, at most `DISCARD_PER_CALL` bytes.
-    /// Returns whether to keep lingering (no EOF or error yet).
+    /// Returns whether to keep lingering (no EOF or error yet). On a connection marked
+    /// `reset_on_late_input`, any byte ends it with a reset instead.
     pub fn discard_input(&mut self) -> bool {
         let mut scratch = [0u8; 4096];
         let mut discarded = 0;
@@ -167,6 +192,10 @@ impl Conn {
             }
             match (&*self.stream).read(&mut scratch) {
                 Ok(0) => return false,
+                Ok(_) if self.reset_on_late_input => {
+                    let _ = socket2::SockRef::from(&*self.stream).set_linger(Some(Duration::ZERO));
+                    return false;
+                }
                 Ok(n) => discarded += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -175,20 +204,32 @@ impl Conn {
         }
     }
 
-    /// Waits up to `STICKY` for the socket to become readable; see `STICKY`.
-    pub fn wait_for_more(&self) -> bool {
-        wait_ready_as(Some(self.id), &self.stream, Interest::READABLE, STICKY).unwrap_or(false)
+    /// Writes as much of `output` as the socket takes now. `Ok(true)`: all of it.
+    pub fn flush(&mut self) -> io::Result<bool> {
+        let written = write_now(&self.stream, &self.output)?;
+        self.output.drain(..written);
+        Ok(self.output.is_empty())
     }
+}
 
-    /// Writes all of `buf`; see [`write_all`].
-    pub fn write_all_timeout(&self, buf: &[u8], timeout: Duration) -> io::Result<()> {
-        write_all(&self.stream, buf, timeout)
+/// Writes as much of `buf` as the socket takes without blocking.
+pub(crate) fn write_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < buf.len() {
+        match (&*stream).write(&buf[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
+    Ok(written)
 }
 
 /// Writes all of `buf` to a non-blocking socket, waiting for writability up to
 /// `timeout` each time it would block. A timeout is `ErrorKind::TimedOut`.
-pub fn write_all(stream: &TcpStream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
+pub(crate) fn write_all(stream: &TcpStream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
     while !buf.is_empty() {
         match (&*stream).write(buf) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -205,38 +246,17 @@ pub fn write_all(stream: &TcpStream, mut buf: &[u8], timeout: Duration) -> io::R
     Ok(())
 }
 
-/// Reads what is available from a non-blocking socket, waiting for readability up to
-/// `timeout` if nothing is. A timeout is `ErrorKind::TimedOut`; `Ok(0)` is EOF.
-pub fn read_some(stream: &TcpStream, buf: &mut [u8], timeout: Duration) -> io::Result<usize> {
-    loop {
-        match (&*stream).read(buf) {
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !wait_ready(stream, Interest::READABLE, timeout)? {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client sent nothing in time"));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-}
-
 impl Drop for Conn {
     fn drop(&mut self) {
         self.registry.remove(self.id);
     }
 }
 
-/// A worker's own small poll, for the moments it waits on one socket.
+/// A worker's own small poll, for the moments it waits on one socket (a streamed
+/// response to a slow reader).
 struct Waiter {
     poll: Poll,
     events: Events,
-    /// The connection whose socket stays registered between waits, so a worker
-    /// waiting on the same client again (sticky keep-alive, a streaming echo) pays
-    /// one `epoll_wait`, not add + wait + delete. Keyed by connection id: ids are never
-    /// reused, so a recycled descriptor number cannot be mistaken for it.
-    held: Option<(u64, RawFd, Interest)>,
 }
 
 thread_local! {
@@ -246,38 +266,17 @@ thread_local! {
 /// Waits until `stream` is ready for `interest` or `timeout` passes, on this thread's
 /// own poll (created on first use). Returns whether it became ready. A socket cut by
 /// shutdown reports ready (HUP), so a blocked worker returns promptly.
-pub fn wait_ready(stream: &TcpStream, interest: Interest, timeout: Duration) -> io::Result<bool> {
-    wait_ready_as(None, stream, interest, timeout)
-}
-
-/// `wait_ready` for connection `id`, whose registration is kept for the next wait.
-fn wait_ready_as(id: Option<u64>, stream: &TcpStream, interest: Interest, timeout: Duration) -> io::Result<bool> {
+pub(crate) fn wait_ready(stream: &TcpStream, interest: Interest, timeout: Duration) -> io::Result<bool> {
     WAITER.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
-            *slot = Some(Waiter { poll: Poll::new()?, events: Events::with_capacity(4), held: None });
+            *slot = Some(Waiter { poll: Poll::new()?, events: Events::with_capacity(4) });
         }
         let Some(w) = slot.as_mut() else {
             return Err(io::Error::other("waiter unavailable"));
         };
         let fd = stream.as_raw_fd();
-        let token = Token(0);
-        match w.held {
-            Some((held_id, held_fd, held_interest)) if Some(held_id) == id && held_fd == fd => {
-                if held_interest != interest {
-                    w.poll.registry().reregister(&mut SourceFd(&fd), token, interest)?;
-                }
-            }
-            Some((_, held_fd, _)) => {
-                // Another connection's (or a closed one's: then the kernel already
-                // removed it and this fails harmlessly).
-                let _ = w.poll.registry().deregister(&mut SourceFd(&held_fd));
-                w.held = None;
-                w.poll.registry().register(&mut SourceFd(&fd), token, interest)?;
-            }
-            None => w.poll.registry().register(&mut SourceFd(&fd), token, interest)?,
-        }
-        w.held = id.map(|id| (id, fd, interest));
+        w.poll.registry().register(&mut SourceFd(&fd), Token(0), interest)?;
         let deadline = Instant::now() + timeout;
         let result = loop {
             let now = Instant::now();
@@ -291,15 +290,13 @@ fn wait_ready_as(id: Option<u64>, stream: &TcpStream, interest: Interest, timeou
                 Err(e) => break Err(e),
             }
         };
-        if w.held.is_none() {
-            let _ = w.poll.registry().deregister(&mut SourceFd(&fd));
-        }
+        let _ = w.poll.registry().deregister(&mut SourceFd(&fd));
         result
     })
 }
 
 /// Every open connection's socket, by id.
-pub struct Registry {
+pub(crate) struct Registry {
     streams: Mutex<HashMap<u64, Arc<TcpStream>>>,
     open: AtomicUsize,
     next_id: AtomicU64,

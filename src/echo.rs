@@ -1,24 +1,25 @@
 //! The echo service (RFC 862 over TCP): one worker turn on an echo connection.
 //!
 //! Runs on a worker thread. A turn reads what is ready without blocking and writes it
-//! straight back; it ends when the socket would block (the connection goes back to the
-//! acceptor to park, costing no thread), when the client half-closes (everything read
-//! has been written back: close), or when the turn's byte budget is spent (park; the
-//! acceptor re-dispatches at once if more is waiting, after the other ready
-//! connections), so one flooding client cannot starve the others.
+//! straight back; it ends when the socket would block (the connection is parked in the
+//! lot, costing no thread), when the client half-closes (everything read has been
+//! written back: close), or when the turn's byte budget is spent (parked while still
+//! readable, so the lot hands it out again behind the connections already waiting):
+//! one flooding client cannot starve the others.
 //!
 //! Bytes read are always written back before the socket closes: output the client is
 //! not taking yet is kept on the connection (`Phase::EchoFlush`) and the connection is
 //! parked until it becomes writable, so a slow reader costs no thread either. On a stop,
-//! a turn finishes writing what it read and then closes gracefully.
+//! a turn finishes writing what it read and then closes gracefully; bytes that arrive
+//! after that get a reset, never a silent discard (`Conn::reset_on_late_input`).
 
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::Instant;
 
-use crate::conn::{Conn, Next, Phase};
-use crate::server::Shared;
+use crate::conn::{write_now, Conn, Next, Phase};
+use crate::shared::Shared;
 
 /// Bytes one turn may echo before yielding the thread.
 const TURN_BUDGET: usize = 1 << 20;
@@ -30,7 +31,7 @@ thread_local! {
 }
 
 /// Runs one echo turn on `conn`.
-pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
+pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
     let idle = shared.limits().echo_idle_timeout;
     let park = |mut conn: Conn, phase: Phase| {
         conn.phase = phase;
@@ -38,7 +39,7 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
         Next::Park(conn)
     };
 
-    match flush(&mut conn) {
+    match conn.flush() {
         Ok(true) => {}
         Ok(false) => return park(conn, Phase::EchoFlush),
         Err(e) => return gone(conn, &e),
@@ -49,16 +50,11 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
         let mut budget = TURN_BUDGET;
         loop {
             // Stop reading once a stop began: what was read has been written back.
-            if shared.stop.is_set() {
+            if shared.listeners_closed.is_set() {
                 return conn.close_gracefully();
             }
             if budget == 0 {
-                // Yield only if another connection waits for a thread: fairness has
-                // nobody to be fair to otherwise, and a park costs a hand-off.
-                if shared.pool().is_some_and(|p| p.queued_now() > 0) {
-                    return park(conn, Phase::Echo);
-                }
-                budget = TURN_BUDGET;
+                return park(conn, Phase::Echo);
             }
             let n = match (&*conn.stream).read(&mut scratch[..]) {
                 Ok(0) => {
@@ -67,14 +63,7 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
                     return Next::Done;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // A streaming client's next bytes are usually a moment away; with
-                    // threads to spare, wait for them here (see conn::STICKY).
-                    if shared.may_linger() && conn.wait_for_more() {
-                        continue;
-                    }
-                    return park(conn, Phase::Echo);
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return park(conn, Phase::Echo),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return gone(conn, &e),
             };
@@ -82,7 +71,7 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
             shared.metrics.echo_bytes.add(n as u64);
             // Straight back from the read buffer; only what the client does not take
             // now is copied onto the connection.
-            match write_now(&conn, &scratch[..n]) {
+            match write_now(&conn.stream, &scratch[..n]) {
                 Ok(written) if written == n => {}
                 Ok(written) => {
                     conn.output.extend_from_slice(&scratch[written..n]);
@@ -92,28 +81,6 @@ pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
             }
         }
     })
-}
-
-/// Writes as much of `buf` as the socket takes without blocking.
-fn write_now(conn: &Conn, buf: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < buf.len() {
-        match (&*conn.stream).write(&buf[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
-}
-
-/// Writes pending output without blocking. `Ok(true)`: all written.
-fn flush(conn: &mut Conn) -> io::Result<bool> {
-    let written = write_now(conn, &conn.output)?;
-    conn.output.drain(..written);
-    Ok(conn.output.is_empty())
 }
 
 /// The client went away (reset, broken pipe): normal flow, logged at debug.

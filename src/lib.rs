@@ -9,26 +9,27 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-// Poll tokens carry connection ids (`lot::FIRST_CONN + id`); on a 32-bit target they
-// would wrap after 2^32 connections and events would be lost.
-#[cfg(not(target_pointer_width = "64"))]
-compile_error!("spindle needs a 64-bit target");
-
-pub mod acceptor;
+mod acceptor;
 pub mod config;
-pub mod conn;
-pub mod echo;
+mod conn;
+mod control;
+mod echo;
 pub mod http;
-pub mod listener;
-pub mod lot;
-pub mod metrics;
-pub mod pool;
+mod listener;
+mod lot;
+mod metrics;
+mod pool;
 pub mod server;
-pub mod signals;
-pub mod stop;
-pub mod systemd;
+mod service;
+mod shared;
+mod signals;
+mod stop;
+mod systemd;
 
+pub use acceptor::StopReport;
 pub use config::Config;
+pub use control::ServerHandle;
 pub use http::App;
-pub use server::{Server, ServerBuilder, ServerHandle, StopSummary};
+pub use server::{Server, ServerBuilder, StartError, StopSummary};
+pub use shared::Stats;
 pub use stop::StopEvent;

@@ -1,63 +1,91 @@
-//! The parking lot: every idle connection and its deadline, registered in the
-//! acceptor's poll.
+//! The lot: every connection that no thread is serving, the workers' shared epoll
+//! they are registered in, the run queue, and every deadline.
 //!
-//! Owned jointly by the acceptor and the workers. A worker whose turn ends with the
-//! socket empty parks the connection here itself: it moves the `Conn` in and re-arms
-//! its registration in the acceptor's epoll (`EPOLL_CTL_MOD`, which reports readiness
-//! that already exists, so nothing that arrived meanwhile is missed). The acceptor is
-//! not woken for that; it learns of the connection when it becomes readable. This
-//! replaced handing every connection back over a channel plus a `Waker`: measured
-//! under `wrk -c50` keep-alive, that cost the acceptor a wake-up and two `epoll_ctl`
-//! calls per request.
+//! This is the engine's meeting point (see `docs/engine.md` for the protocol and its
+//! proof sketch). Workers take turns waiting on the lot's epoll (`wait`): it holds every
+//! parked connection with `EPOLLONESHOT`, so the kernel hands one ready connection to
+//! one waiting thread, which serves it on its own stack and parks it again (`release`).
+//! That is Leader/Followers (Schmidt et al., 2000) with the kernel as the promoter:
+//! `epoll_wait` waiters sleep exclusively, last-in first-out, and one readiness event
+//! wakes one of them. No queue, no futex hand-off, no acceptor on the hot path.
 //!
-//! A connection stays registered while a worker has it, but deaf (see `disarm`), and
-//! the next park re-arms it. The
-//! descriptor leaves the epoll set when the connection is dropped (closing the only
-//! descriptor removes it).
+//! The acceptor thread parks new connections here, sweeps deadlines (`expired`), and
+//! when every worker is stuck it `steal`s ready connections into the bounded run queue
+//! (or sheds them); workers serve the queue first, through the `BELL` eventfd.
 //!
-//! Every change happens under one lock, which also orders parks against the acceptor's
-//! stop sweep (`close_idle`): a park after the sweep sees `closing` and closes the
-//! connection instead of parking it idle.
+//! Every change happens under one lock. That includes `epoll_ctl`: a connection is
+//! re-armed only while it is in the map and the lock is held, so no other thread can
+//! have taken it out and closed its descriptor (whose number the kernel may already
+//! have given to a new connection) between the insert and the re-arm.
 
-use std::collections::{BTreeSet, HashMap};
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token, Waker};
+use mio::Waker;
+use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
+use rustix::event::{eventfd, EventfdFlags, Timespec};
 
 use crate::conn::{Conn, Next, Phase};
 
-/// Tokens below this are listeners (by index) and the waker; a connection's token is
-/// this plus its id.
-pub const FIRST_CONN: usize = 1 << 16;
+/// Event data of the run-queue bell (armed one-shot while the queue is not empty).
+const BELL: u64 = u64::MAX;
+/// Event data of the shutdown bell (level-triggered: wakes every waiter, in turn).
+const SHUTDOWN: u64 = u64::MAX - 1;
 
-/// Parked connections, shared by the acceptor and the workers.
-pub struct Lot {
+/// What a worker's wait produced.
+#[allow(clippy::large_enum_variant)] // a `Conn` moves by value, never boxed
+pub(crate) enum Wait {
+    /// A connection to serve; `Some(t)` if it waited in the run queue since `t`.
+    Conn(Conn, Option<Instant>),
+    /// Nothing within the timeout (or a wake-up that found nothing).
+    Idle,
+    /// The lot is shut: the worker should exit.
+    Shutdown,
+}
+
+/// What `steal` found: connections the acceptor must queue or shed.
+pub(crate) type Stolen = Vec<Conn>;
+
+/// Parked connections, the workers' epoll and the run queue.
+pub(crate) struct Lot {
+    epoll: OwnedFd,
+    bell: OwnedFd,
+    shutdown_bell: OwnedFd,
     state: Mutex<State>,
-    registry: Registry,
     waker: Arc<Waker>,
     epoch: Instant,
     /// When the acceptor's current poll ends, in ns since `epoch`; 0 while it is awake
     /// (it recomputes before sleeping), `u64::MAX` while it sleeps without a deadline.
     wake_at: AtomicU64,
+    /// Workers inside `wait` now.
+    idle: AtomicUsize,
+    /// Turns finished since start: the acceptor's evidence that workers make progress.
+    finished: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
     conns: HashMap<u64, Conn>,
     timers: BTreeSet<(Instant, u64)>,
+    /// Connections with work that wait for a thread, oldest first.
+    queue: VecDeque<(Conn, Instant)>,
+    bell_armed: bool,
+    /// Connections out with a worker (taken, not yet released).
+    out: usize,
     /// Set by the stop sweep: idle connections are closed instead of parked.
     closing: bool,
-    /// Set when the acceptor has returned: nothing polls the lot any more, so a
-    /// connection parked now would never be served or closed. It is dropped instead.
+    /// Set when the acceptor has returned: nothing sweeps the lot any more, so a
+    /// connection parked now would never be closed. It is dropped instead.
     gone: bool,
 }
 
 impl State {
-    /// Takes a connection out, with its deadline.
+    /// Takes a parked connection out, with its deadline.
     fn remove(&mut self, id: u64) -> Option<Conn> {
         let conn = self.conns.remove(&id)?;
         if let Some(d) = conn.deadline {
@@ -67,10 +95,39 @@ impl State {
     }
 }
 
+fn flags_for(conn: &Conn) -> EventFlags {
+    let base = EventFlags::ONESHOT | EventFlags::RDHUP;
+    if conn.wants_write() {
+        base | EventFlags::OUT
+    } else {
+        base | EventFlags::IN
+    }
+}
+
+fn timespec(d: Duration) -> Timespec {
+    Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: i64::from(d.subsec_nanos()) }
+}
+
 impl Lot {
-    /// A lot registering in the poll behind `registry`, waking it with `waker`.
-    pub fn new(registry: Registry, waker: Arc<Waker>) -> Lot {
-        Lot { state: Mutex::default(), registry, waker, epoch: Instant::now(), wake_at: AtomicU64::new(0) }
+    /// A lot whose early deadlines wake the acceptor through `waker`.
+    pub(crate) fn new(waker: Arc<Waker>) -> io::Result<Lot> {
+        let epoll = epoll::create(CreateFlags::CLOEXEC)?;
+        // The bell's counter is 1 for ever: it is "ready" exactly while it is armed.
+        let bell = eventfd(1, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &bell, EventData::new_u64(BELL), EventFlags::ONESHOT)?;
+        let shutdown_bell = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+        epoll::add(&epoll, &shutdown_bell, EventData::new_u64(SHUTDOWN), EventFlags::IN)?;
+        Ok(Lot {
+            epoll,
+            bell,
+            shutdown_bell,
+            state: Mutex::default(),
+            waker,
+            epoch: Instant::now(),
+            wake_at: AtomicU64::new(0),
+            idle: AtomicUsize::new(0),
+            finished: AtomicU64::new(0),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -81,38 +138,40 @@ impl Lot {
         t.saturating_duration_since(self.epoch).as_nanos().min(u64::MAX as u128 - 1) as u64
     }
 
-    /// Parks `conn` (from any thread): registered for its phase's interest, with its
+    // ---- parking (any thread) --------------------------------------------------------
+
+    /// Parks `conn`: armed in the workers' epoll for its phase's interest, with its
     /// deadline. During a stop, an idle connection is closed gracefully instead.
-    pub fn park(&self, mut conn: Conn) {
-        let mut st = self.lock();
+    pub(crate) fn park(&self, conn: Conn) {
+        self.park_with(self.lock(), conn);
+    }
+
+    /// Parks `conn` under the lock `st` (which it releases). The `closing` check and the
+    /// insert happen under one hold, so a park cannot slip past the stop sweep.
+    fn park_with<'a>(&'a self, mut st: MutexGuard<'a, State>, mut conn: Conn) {
         if st.gone {
-            drop(st);
             return; // dropping closes it
         }
-        if st.closing && matches!(conn.phase, Phase::Echo | Phase::HttpHead) {
+        if st.closing && conn.is_idle() {
+            // Closed outside the lock: a lingering close reads from the socket.
             drop(st);
-            match conn.close_gracefully() {
-                Next::Park(mut c) => {
-                    // Read what raced in before the FIN; EOF already means done.
-                    if !c.discard_input() {
-                        return;
-                    }
-                    conn = c;
-                }
+            conn = match crate::service::linger_after(conn.close_gracefully()) {
+                Next::Park(c) => c,
                 Next::Done => return,
-            }
+            };
             st = self.lock();
+            if st.gone {
+                return;
+            }
         }
         conn.release_buffers();
-        let fd = conn.stream.as_raw_fd();
-        let token = Token(FIRST_CONN + conn.id as usize);
-        let registered = if conn.registered {
-            self.registry.reregister(&mut SourceFd(&fd), token, conn.interest())
+        let data = EventData::new_u64(conn.id);
+        let armed = if conn.registered {
+            epoll::modify(&self.epoll, conn.stream.as_fd(), data, flags_for(&conn))
         } else {
-            self.registry.register(&mut SourceFd(&fd), token, conn.interest())
+            epoll::add(&self.epoll, conn.stream.as_fd(), data, flags_for(&conn))
         };
-        if let Err(e) = registered {
-            drop(st);
+        if let Err(e) = armed {
             tracing::warn!(conn = conn.id, error = %e, "cannot park connection; closing it");
             return;
         }
@@ -127,40 +186,147 @@ impl Lot {
         st.conns.insert(conn.id, conn);
     }
 
-    /// Handles readiness of a parked connection. A lingering (`Closing`) one is dealt
-    /// with here: input read and discarded, dropped at EOF, else parked again. Any other
-    /// is taken out (it stays registered; see the module note) and returned for a
-    /// worker.
-    pub fn ready(&self, id: u64) -> Option<Conn> {
-        let mut conn = self.lock().remove(id)?;
-        if conn.phase != Phase::Closing {
-            self.disarm(&conn);
-            return Some(conn);
-        }
-        // Discarding happens outside the lock and a bounded amount at a time, so a
-        // client that keeps sending after its answer cannot hold the lot (or this
-        // thread) for long; its LINGER deadline still ends it.
-        if conn.discard_input() {
-            self.park(conn);
-        }
-        None
+    /// Puts a connection that has work at hand (requests already buffered, or stolen
+    /// from the epoll by the acceptor) on the run queue. Never refuses: bounding it is
+    /// the caller's decision (`queue_len`).
+    pub(crate) fn enqueue(&self, conn: Conn) {
+        let mut st = self.lock();
+        self.enqueue_locked(&mut st, conn);
     }
 
-    /// Leaves a connection going to a worker registered but deaf until it is parked
-    /// again (`park` re-arms it with `EPOLL_CTL_MOD`): otherwise edge-triggered
-    /// readiness wakes this thread for every segment the worker is reading itself.
-    /// EPOLLPRI (urgent data) is the one interest TCP never signals here. Measured on
-    /// a streaming echo client (one connection, 64 KiB blocks): the acceptor was woken
-    /// about 20,000 times a second for nothing; for keep-alive HTTP, where a turn is
-    /// one request, the `epoll_ctl` costs about what the wake-up did.
-    fn disarm(&self, conn: &Conn) {
-        let fd = conn.stream.as_raw_fd();
-        let token = Token(FIRST_CONN + conn.id as usize);
-        let _ = self.registry.reregister(&mut SourceFd(&fd), token, Interest::PRIORITY);
+    fn enqueue_locked(&self, st: &mut State, conn: Conn) {
+        if st.gone {
+            return;
+        }
+        st.queue.push_back((conn, Instant::now()));
+        self.arm_bell(st);
+    }
+
+    fn arm_bell(&self, st: &mut State) {
+        if st.bell_armed || st.queue.is_empty() {
+            return;
+        }
+        match epoll::modify(&self.epoll, &self.bell, EventData::new_u64(BELL), EventFlags::IN | EventFlags::ONESHOT) {
+            Ok(()) => st.bell_armed = true,
+            // Cannot happen for a descriptor we own; if it did, the queue would wait
+            // for the next worker that finds it non-empty in `release`.
+            Err(e) => tracing::error!(error = %e, "cannot arm the run-queue bell"),
+        }
+    }
+
+    /// Connections waiting on the run queue now.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    // ---- workers -------------------------------------------------------------------
+
+    /// Waits up to `timeout` for work: the run queue first (its bell), else the first
+    /// parked connection that turns ready. The connection is out of the lot until it
+    /// is `release`d.
+    pub(crate) fn wait(&self, timeout: Duration) -> Wait {
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 1];
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        let waited = epoll::wait(&self.epoll, &mut events, Some(&timespec(timeout)));
+        self.idle.fetch_sub(1, Ordering::SeqCst);
+        let data = match waited {
+            Ok((ready, _)) if !ready.is_empty() => ready[0].data.u64(),
+            Ok(_) => return Wait::Idle,
+            Err(rustix::io::Errno::INTR) => return Wait::Idle,
+            Err(e) => {
+                tracing::error!(error = %e, "worker epoll_wait failed");
+                std::thread::sleep(Duration::from_millis(10));
+                return Wait::Idle;
+            }
+        };
+        let mut st = self.lock();
+        match data {
+            SHUTDOWN => Wait::Shutdown,
+            BELL => {
+                st.bell_armed = false;
+                let popped = st.queue.pop_front();
+                self.arm_bell(&mut st);
+                match popped {
+                    Some((conn, since)) => {
+                        st.out += 1;
+                        Wait::Conn(conn, Some(since))
+                    }
+                    None => Wait::Idle,
+                }
+            }
+            id => match st.remove(id) {
+                Some(conn) => {
+                    st.out += 1;
+                    Wait::Conn(conn, None)
+                }
+                // Expired or stolen by the acceptor meanwhile: ids are never reused,
+                // so this event can only have been that connection's.
+                None => Wait::Idle,
+            },
+        }
+    }
+
+    /// A worker is done with a connection it took: parks it, queues it (`Ready`), or
+    /// (`Done`) lets it go.
+    pub(crate) fn release(&self, next: Next) {
+        let mut st = self.lock();
+        st.out -= 1;
+        let drained = st.closing && st.out == 0;
+        match next {
+            Next::Park(conn) if conn.phase == Phase::Ready => self.enqueue_locked(&mut st, conn),
+            Next::Park(conn) => self.park_with(st, conn),
+            Next::Done => drop(st),
+        }
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        if drained {
+            // The acceptor may be waiting for the last connection out to come back.
+            let _ = self.waker.wake();
+        }
+    }
+
+    /// Workers inside `wait` now.
+    pub(crate) fn idle_workers(&self) -> usize {
+        self.idle.load(Ordering::SeqCst)
+    }
+
+    /// Turns finished since start.
+    pub(crate) fn finished_turns(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every waiting worker, for good: `wait` answers `Shutdown` from now on.
+    pub(crate) fn wake_all(&self) {
+        let _ = rustix::io::write(&self.shutdown_bell, &1u64.to_ne_bytes());
+    }
+
+    // ---- the acceptor ----------------------------------------------------------------
+
+    /// Takes up to `max` ready connections out of the epoll without waiting, for the
+    /// acceptor to queue or shed while every worker is stuck.
+    pub(crate) fn steal(&self, max: usize) -> Stolen {
+        let mut events = [MaybeUninit::<epoll::Event>::uninit(); 64];
+        let max = max.clamp(1, events.len());
+        let ready: Vec<u64> = match epoll::wait(&self.epoll, &mut events[..max], Some(&timespec(Duration::ZERO))) {
+            Ok((ready, _)) => ready.iter().map(|e| e.data.u64()).collect(),
+            Err(_) => return Vec::new(),
+        };
+        let mut st = self.lock();
+        let mut out = Vec::with_capacity(ready.len());
+        for data in ready {
+            match data {
+                SHUTDOWN => {}
+                BELL => {
+                    st.bell_armed = false;
+                    self.arm_bell(&mut st);
+                }
+                id => out.extend(st.remove(id)),
+            }
+        }
+        out
     }
 
     /// Connections whose deadline has passed, taken out.
-    pub fn expired(&self, now: Instant) -> Vec<Conn> {
+    pub(crate) fn expired(&self, now: Instant) -> Vec<Conn> {
         let mut st = self.lock();
         let mut out = Vec::new();
         while let Some(&(t, id)) = st.timers.first() {
@@ -179,7 +345,7 @@ impl Lot {
     /// Called by the acceptor before it polls: the earliest parked deadline (or
     /// `other`, whichever is first), also published so a park with an earlier deadline
     /// wakes it.
-    pub fn prepare_sleep(&self, other: Option<Instant>) -> Option<Instant> {
+    pub(crate) fn prepare_sleep(&self, other: Option<Instant>) -> Option<Instant> {
         let st = self.lock();
         let next = match (st.timers.first().map(|(t, _)| *t), other) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -190,47 +356,62 @@ impl Lot {
     }
 
     /// Called by the acceptor when its poll returns.
-    pub fn awake(&self) {
+    pub(crate) fn awake(&self) {
         self.wake_at.store(0, Ordering::SeqCst);
     }
 
-    /// Connections parked now.
-    pub fn len(&self) -> usize {
+    /// Connections parked now (not counting the run queue).
+    pub(crate) fn parked(&self) -> usize {
         self.lock().conns.len()
     }
 
-    /// Whether nothing is parked.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Whether nothing is parked, queued or out with a worker: a stop is complete.
+    pub(crate) fn is_drained(&self) -> bool {
+        let st = self.lock();
+        st.conns.is_empty() && st.queue.is_empty() && st.out == 0
     }
 
     /// The stop sweep: from now on idle connections are not parked, and the idle ones
     /// parked now are taken out (to be closed gracefully by the caller).
-    pub fn close_idle(&self) -> Vec<Conn> {
+    pub(crate) fn close_idle(&self) -> Vec<Conn> {
         let mut st = self.lock();
         st.closing = true;
-        let ids: Vec<u64> =
-            st.conns.values().filter(|c| matches!(c.phase, Phase::Echo | Phase::HttpHead)).map(|c| c.id).collect();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            out.extend(st.remove(id));
-        }
-        out
+        let ids: Vec<u64> = st.conns.values().filter(|c| c.is_idle()).map(|c| c.id).collect();
+        ids.into_iter().filter_map(|id| st.remove(id)).collect()
     }
 
-    /// The acceptor has returned: drop what is parked, and from now on what is parked.
-    pub fn shut(&self) {
+    /// The acceptor has returned: drop what is parked, and from now on what is parked;
+    /// wake every worker to exit.
+    pub(crate) fn shut(&self) {
         self.lock().gone = true;
         self.clear();
+        self.wake_all();
     }
 
-    /// Drops every parked connection (after their sockets were cut).
-    pub fn clear(&self) {
-        let (conns, _timers) = {
+    /// Drops every parked and queued connection (after their sockets were cut).
+    pub(crate) fn clear(&self) {
+        let taken = {
             let mut st = self.lock();
             st.closing = true;
-            (std::mem::take(&mut st.conns), std::mem::take(&mut st.timers))
+            st.timers.clear();
+            (std::mem::take(&mut st.conns), std::mem::take(&mut st.queue))
         };
-        drop(conns);
+        drop(taken);
+    }
+}
+
+impl crate::pool::Source for Lot {
+    type Job = (Conn, Option<Instant>);
+
+    fn wait(&self, timeout: Duration) -> crate::pool::Take<Self::Job> {
+        match Lot::wait(self, timeout) {
+            Wait::Conn(conn, queued) => crate::pool::Take::Job((conn, queued)),
+            Wait::Idle => crate::pool::Take::Idle,
+            Wait::Shutdown => crate::pool::Take::Closed,
+        }
+    }
+
+    fn close(&self) {
+        self.wake_all();
     }
 }

@@ -1,14 +1,14 @@
 //! Counters and gauges shared by every thread, and their Prometheus text rendering.
 //!
 //! Everything is a relaxed atomic: figures are for operators, not for synchronisation.
-//! Writers are the acceptor (accepted, shed, parked) and the workers (requests, bytes,
+//! Writers are the acceptor (accepted, shed) and the workers (requests, bytes,
 //! durations); readers are the `metrics` and `status` apps and the stop summary.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A monotonically increasing counter (or, with `set`, a gauge).
+/// A monotonically increasing counter.
 #[derive(Default, Debug)]
 pub struct Counter(AtomicU64);
 
@@ -20,10 +20,6 @@ impl Counter {
     /// Adds one.
     pub fn inc(&self) {
         self.add(1);
-    }
-    /// Sets the value (gauges).
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Ordering::Relaxed);
     }
     /// Current value.
     pub fn get(&self) -> u64 {
@@ -61,8 +57,8 @@ pub struct Metrics {
     pub accepted: Counter,
     /// Connections (or requests) turned away because the queue was full.
     pub shed: Counter,
-    /// Connections parked in the acceptor now (gauge).
-    pub parked: Counter,
+    /// Queued work dropped unrun because its client hung up while it waited.
+    pub dropped: Counter,
     /// Bytes echoed.
     pub echo_bytes: Counter,
     /// HTTP responses by status class: index 0 = 1xx … 4 = 5xx.
@@ -94,8 +90,14 @@ impl Metrics {
         one(
             "spindle_shed_total",
             "counter",
-            "Connections or requests turned away with the queue full.",
+            "Connections or requests turned away: every worker busy and the run queue full, or queued past queue_timeout.",
             self.shed.get(),
+        );
+        one(
+            "spindle_dropped_total",
+            "counter",
+            "Queued requests not run because their client hung up while they waited.",
+            self.dropped.get(),
         );
         one("spindle_echo_bytes_total", "counter", "Bytes echoed.", self.echo_bytes.get());
         one("spindle_http_request_bytes_total", "counter", "HTTP request bytes read.", self.bytes_in.get());

@@ -1,27 +1,32 @@
 //! The bounded, resizable worker pool: `GreenPool(size)` on native threads.
 //!
-//! A `Pool<T>` owns one bounded FIFO of jobs and `min..=max` threads named
-//! `worker-N` that run one handler on each job. It owns nothing else: it does not know
-//! about sockets, which is why it can be unit-tested on plain values.
+//! A `Pool<S>` owns `min..=max` threads named `worker-N`. Each loops on its
+//! [`Source`]'s `wait` (for the server: the lot, where threads take turns waiting on
+//! the readiness of parked connections) and runs one handler on each job it gets. The
+//! pool holds no jobs itself and knows nothing of sockets, which is why it can be
+//! unit-tested on plain values.
 //!
-//! - `try_submit` never blocks and never buffers past `capacity`: a full queue hands the
-//!   job back, and the caller decides what shedding means (an HTTP 503, a closed echo
-//!   session).
-//! - Threads are added when a job is queued and no thread is idle to take it (up to
-//!   `max`), and a thread above `min` retires after `idle_timeout` without work.
+//! - **Growth on blocking, not on busyness.** A thread added to a CPU-bound pool only
+//!   adds contention (measured: the first design grew to 64 threads under `wrk -c50`
+//!   on `hello` and lost a third of its throughput). So the pool grows only on
+//!   evidence that busy threads are *asleep* inside a job: `sample_blocked` reads each
+//!   such thread's `/proc/self/task/TID/schedstat` (time on CPU, time waiting to run)
+//!   and counts the wall time that is neither. The acceptor asks when no thread is
+//!   free, and calls `grow` with what it found.
+//! - A thread above `min` retires after `idle_timeout` without a job.
 //! - `resize` changes `min`/`max` at run time; a lowered count retires threads as they
 //!   finish their current job, never in the middle of one.
 //! - A panicking job is caught and logged; the thread carries on.
-//! - `shutdown(deadline)` stops intake, lets the threads drain the queue, joins every
-//!   thread that exits before the deadline and names the ones that did not. It may be
-//!   called again (after the caller has cut the sockets the stragglers block on).
+//! - `shutdown(deadline)` wakes every thread through the source, joins every thread
+//!   that exits before the deadline and names the ones that did not. It may be called
+//!   again (after the caller has cut the sockets the stragglers block on).
 //!
-//! The queue is a `Mutex<VecDeque>` + `Condvar` rather than a channel because sizing
-//! decisions (idle count, alive count, retirements) need the same lock anyway.
+//! Threads are spawned and joined outside the pool's lock, and nothing is logged
+//! under it.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -33,8 +38,6 @@ pub struct PoolSize {
     pub min: usize,
     /// Hard cap on threads.
     pub max: usize,
-    /// Jobs that may wait for a thread.
-    pub capacity: usize,
     /// A thread above `min` retires after this long without work; `None`: never.
     pub idle_timeout: Option<Duration>,
 }
@@ -46,10 +49,6 @@ pub struct PoolStats {
     pub threads: usize,
     /// Threads running a job.
     pub busy: usize,
-    /// Jobs waiting in the queue.
-    pub queued: usize,
-    /// Queue capacity.
-    pub capacity: usize,
     /// Current minimum.
     pub min: usize,
     /// Current maximum.
@@ -79,33 +78,54 @@ impl std::fmt::Display for SpawnError {
 
 impl std::error::Error for SpawnError {}
 
-type Handler<T> = dyn Fn(T) + Send + Sync;
-
-/// A bounded, resizable pool of named worker threads running one handler.
-pub struct Pool<T: Send + 'static> {
-    shared: Arc<Shared<T>>,
+/// What a worker's wait on the source produced.
+pub(crate) enum Take<J> {
+    /// A job to run.
+    Job(J),
+    /// Nothing within the timeout.
+    Idle,
+    /// The source is closed: exit.
+    Closed,
 }
 
-struct Shared<T> {
-    state: Mutex<State<T>>,
-    /// Mirror of the queue length, readable without the lock (see `queued_now`).
-    queued: AtomicUsize,
-    /// Workers wait here for jobs (and for retirement or shutdown).
-    work: Condvar,
-    /// `shutdown` waits here for threads to exit.
+/// Where workers wait for jobs.
+pub(crate) trait Source: Send + Sync + 'static {
+    /// What a job is.
+    type Job: Send + 'static;
+    /// Waits up to `timeout` for a job.
+    fn wait(&self, timeout: Duration) -> Take<Self::Job>;
+    /// Closes the source: every `wait`, now and later, answers `Closed` promptly.
+    fn close(&self);
+}
+
+/// Longest single wait, so that a lowered `max` or an idle timeout is noticed.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// The pool.
+pub(crate) struct Pool<S: Source> {
+    inner: Arc<Inner<S>>,
+}
+
+type Handler<J> = Box<dyn Fn(J) + Send + Sync>;
+
+struct Inner<S: Source> {
+    source: Arc<S>,
+    handler: Handler<S::Job>,
+    state: Mutex<State>,
     exited: Condvar,
-    handler: Arc<Handler<T>>,
+    /// Mirrors of the sizing, read by workers without the lock.
+    threads: AtomicUsize,
+    max: AtomicUsize,
+    min: AtomicUsize,
+    idle_timeout_ms: AtomicU64,
+    shutdown: AtomicBool,
+    panics: AtomicU64,
+    /// Previous `sample_blocked` readings, by worker id.
+    samples: Mutex<HashMap<usize, Sample>>,
 }
 
-struct State<T> {
-    queue: VecDeque<T>,
-    size: PoolSize,
-    threads: usize,
-    idle: usize,
-    busy: usize,
+struct State {
     next_id: usize,
-    shutdown: bool,
-    panics: u64,
     handles: Vec<Worker>,
     /// Ids of threads that have left their loop and can be joined without waiting.
     done: Vec<usize>,
@@ -115,186 +135,254 @@ struct Worker {
     id: usize,
     name: String,
     handle: JoinHandle<()>,
+    slot: Arc<Slot>,
 }
 
-impl<T: Send + 'static> Pool<T> {
-    /// Starts `size.min` threads running `handler`.
-    pub fn new(size: PoolSize, handler: impl Fn(T) + Send + Sync + 'static) -> Result<Self, SpawnError> {
+/// What the monitor can see of one worker.
+#[derive(Default)]
+struct Slot {
+    tid: AtomicI32,
+    busy: AtomicBool,
+    /// Jobs started: unchanged between two samples and `busy` means one job spanned
+    /// the whole interval.
+    jobs: AtomicU64,
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    jobs: u64,
+    at: Instant,
+    /// ns on CPU + ns runnable but waiting for a CPU.
+    running: u64,
+}
+
+impl<S: Source> Pool<S> {
+    /// Starts `size.min` threads that take jobs from `source` and run `handler`.
+    pub(crate) fn new(
+        size: PoolSize,
+        source: Arc<S>,
+        handler: impl Fn(S::Job) + Send + Sync + 'static,
+    ) -> Result<Self, SpawnError> {
         let size = sanitize(size);
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                queue: VecDeque::with_capacity(size.capacity.min(4096)),
-                size,
-                threads: 0,
-                idle: 0,
-                busy: 0,
-                next_id: 1,
-                shutdown: false,
-                panics: 0,
-                handles: Vec::new(),
-                done: Vec::new(),
-            }),
-            queued: AtomicUsize::new(0),
-            work: Condvar::new(),
+        let inner = Arc::new(Inner {
+            source,
+            handler: Box::new(handler),
+            state: Mutex::new(State { next_id: 1, handles: Vec::new(), done: Vec::new() }),
             exited: Condvar::new(),
-            handler: Arc::new(handler),
+            threads: AtomicUsize::new(0),
+            max: AtomicUsize::new(size.max),
+            min: AtomicUsize::new(size.min),
+            idle_timeout_ms: AtomicU64::new(idle_ms(size.idle_timeout)),
+            shutdown: AtomicBool::new(false),
+            panics: AtomicU64::new(0),
+            samples: Mutex::new(HashMap::new()),
         });
-        let pool = Pool { shared };
-        {
-            let mut st = pool.shared.lock();
-            while st.threads < size.min {
-                if let Err(e) = spawn(&pool.shared, &mut st) {
-                    st.shutdown = true;
-                    pool.shared.work.notify_all();
-                    return Err(SpawnError(e));
-                }
+        let pool = Pool { inner };
+        while pool.inner.threads.load(Ordering::SeqCst) < size.min {
+            if let Err(e) = spawn(&pool.inner) {
+                pool.inner.shutdown.store(true, Ordering::SeqCst);
+                pool.inner.source.close();
+                return Err(SpawnError(e));
             }
         }
         Ok(pool)
     }
 
-    /// Queues `job` without blocking. A full queue, or a pool shutting down, hands the
-    /// job back so the caller can shed it.
-    pub fn try_submit(&self, job: T) -> Result<(), T> {
-        let reap;
-        {
-            let mut st = self.shared.lock();
-            if st.shutdown || st.queue.len() >= st.size.capacity {
-                return Err(job);
+    /// Adds up to `n` threads, never above `max`. Returns how many started.
+    pub(crate) fn grow(&self, n: usize) -> usize {
+        let mut started = 0;
+        while started < n && !self.inner.shutdown.load(Ordering::SeqCst) {
+            if self.inner.threads.load(Ordering::SeqCst) >= self.inner.max.load(Ordering::SeqCst) {
+                break;
             }
-            st.queue.push_back(job);
-            self.shared.queued.store(st.queue.len(), Ordering::Relaxed);
-            if st.idle > 0 {
-                self.shared.work.notify_one();
-            }
-            // `idle` counts threads that have not yet woken to take a job, so more jobs
-            // waiting than idle threads means somebody would wait: grow.
-            if st.queue.len() > st.idle && st.threads < st.size.max {
-                if let Err(e) = spawn(&self.shared, &mut st) {
-                    tracing::warn!(target: "spindle::saturation", error = %e, threads = st.threads, "cannot add a worker thread; the queued job waits for a running one");
-                }
-            }
-            reap = take_done(&mut st);
-        }
-        join_all(reap);
-        Ok(())
-    }
-
-    /// Changes the thread bounds at run time. Threads above the new `max` retire when
-    /// they finish their current job; missing threads up to the new `min` start now.
-    pub fn resize(&self, min: usize, max: usize) {
-        let reap;
-        {
-            let mut st = self.shared.lock();
-            let new = sanitize(PoolSize { min, max, ..st.size });
-            st.size.min = new.min;
-            st.size.max = new.max;
-            while !st.shutdown && st.threads < st.size.min {
-                if let Err(e) = spawn(&self.shared, &mut st) {
+            match spawn(&self.inner) {
+                Ok(()) => started += 1,
+                Err(e) => {
                     tracing::warn!(target: "spindle::saturation", error = %e, "cannot add a worker thread");
                     break;
                 }
             }
-            if st.threads > st.size.max {
-                self.shared.work.notify_all();
-            }
-            reap = take_done(&mut st);
         }
-        join_all(reap);
+        self.reap();
+        started
     }
 
-    /// Applies a whole new sizing (SIGHUP): bounds, queue capacity and idle timeout.
-    /// Jobs already queued beyond a lowered capacity stay queued.
-    pub fn reconfigure(&self, size: PoolSize) {
-        {
-            let mut st = self.shared.lock();
-            st.size.capacity = size.capacity.max(1);
-            st.size.idle_timeout = size.idle_timeout;
+    /// How many threads' worth of time busy workers spent asleep inside a job since the
+    /// last call: a worker counts only if one job spanned the whole interval. 0.0 for
+    /// a CPU-bound load; about N when N workers wait on I/O or a sleep.
+    pub(crate) fn sample_blocked(&self) -> f64 {
+        let slots: Vec<(usize, Arc<Slot>)> =
+            self.inner.lock().handles.iter().map(|w| (w.id, Arc::clone(&w.slot))).collect();
+        let mut samples = self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let mut blocked = 0.0;
+        let mut fresh = HashMap::with_capacity(slots.len());
+        for (id, slot) in slots {
+            let jobs = slot.jobs.load(Ordering::SeqCst);
+            if !slot.busy.load(Ordering::SeqCst) {
+                continue;
+            }
+            // Read /proc only for a worker that may have spent the whole interval in
+            // one job: under a fast load none does, and this costs nothing.
+            let Some(prev) = samples.get(&id).filter(|p| p.jobs == jobs) else {
+                fresh.insert(id, Sample { jobs, at: now, running: running_ns(&slot).unwrap_or(0) });
+                continue;
+            };
+            // No /proc (u64::MAX): a job that spans the interval is taken as blocked,
+            // which is the first design's growth on busyness, only for long jobs.
+            let running = running_ns(&slot).unwrap_or(u64::MAX);
+            let wall = now.duration_since(prev.at).as_nanos() as f64;
+            if wall > 0.0 {
+                let asleep =
+                    if running == u64::MAX { wall } else { wall - running.saturating_sub(prev.running) as f64 };
+                blocked += (asleep / wall).clamp(0.0, 1.0);
+            }
+            fresh.insert(id, Sample { jobs, at: now, running: if running == u64::MAX { 0 } else { running } });
         }
+        *samples = fresh;
+        blocked
+    }
+
+    /// Changes the thread bounds at run time. Threads above the new `max` retire when
+    /// they finish their current job; missing threads up to the new `min` start now.
+    pub(crate) fn resize(&self, min: usize, max: usize) {
+        let new = sanitize(PoolSize { min, max, idle_timeout: None });
+        self.inner.min.store(new.min, Ordering::SeqCst);
+        self.inner.max.store(new.max, Ordering::SeqCst);
+        while !self.inner.shutdown.load(Ordering::SeqCst) && self.inner.threads.load(Ordering::SeqCst) < new.min {
+            if let Err(e) = spawn(&self.inner) {
+                tracing::warn!(target: "spindle::saturation", error = %e, "cannot add a worker thread");
+                break;
+            }
+        }
+        self.reap();
+    }
+
+    /// Applies a whole new sizing (SIGHUP): bounds and idle timeout.
+    pub(crate) fn reconfigure(&self, size: PoolSize) {
+        self.inner.idle_timeout_ms.store(idle_ms(size.idle_timeout), Ordering::SeqCst);
         self.resize(size.min, size.max);
     }
 
     /// Current figures.
-    pub fn stats(&self) -> PoolStats {
-        let st = self.shared.lock();
+    pub(crate) fn stats(&self) -> PoolStats {
+        let busy = self.inner.lock().handles.iter().filter(|w| w.slot.busy.load(Ordering::Relaxed)).count();
         PoolStats {
-            threads: st.threads,
-            busy: st.busy,
-            queued: st.queue.len(),
-            capacity: st.size.capacity,
-            min: st.size.min,
-            max: st.size.max,
-            panics: st.panics,
+            threads: self.inner.threads.load(Ordering::SeqCst),
+            busy,
+            min: self.inner.min.load(Ordering::SeqCst),
+            max: self.inner.max.load(Ordering::SeqCst),
+            panics: self.inner.panics.load(Ordering::Relaxed),
         }
     }
 
-    /// Jobs waiting now, read without taking the pool's lock: a hint for a worker
-    /// deciding whether it may spend a moment waiting on its connection.
-    pub fn queued_now(&self) -> usize {
-        self.shared.queued.load(Ordering::Relaxed)
-    }
-
     /// Current sizing.
-    pub fn size(&self) -> PoolSize {
-        self.shared.lock().size
+    pub(crate) fn size(&self) -> PoolSize {
+        let ms = self.inner.idle_timeout_ms.load(Ordering::SeqCst);
+        PoolSize {
+            min: self.inner.min.load(Ordering::SeqCst),
+            max: self.inner.max.load(Ordering::SeqCst),
+            idle_timeout: (ms > 0).then(|| Duration::from_millis(ms)),
+        }
     }
 
-    /// Stops intake, lets the threads finish the queued jobs, and joins every thread
-    /// that exits before `deadline`. Threads still running then are named in the
-    /// report; calling `shutdown` again later joins them if they have exited since.
-    pub fn shutdown(&self, deadline: Instant) -> ShutdownReport {
-        let reap;
-        let missed;
-        {
-            let mut st = self.shared.lock();
-            st.shutdown = true;
-            self.shared.work.notify_all();
-            while st.threads > 0 {
+    /// Joins threads that have exited (retired), without waiting.
+    pub(crate) fn reap(&self) {
+        let done = take_done(&mut self.inner.lock());
+        join_all(done);
+    }
+
+    /// Closes the source, lets the threads finish their current jobs, and joins every
+    /// thread that exits before `deadline`. Threads still running then are named in
+    /// the report; calling `shutdown` again later joins them if they have exited since.
+    pub(crate) fn shutdown(&self, deadline: Instant) -> ShutdownReport {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        self.inner.source.close();
+        let (reap, missed) = {
+            let mut st = self.inner.lock();
+            while self.inner.threads.load(Ordering::SeqCst) > 0 {
                 let now = Instant::now();
                 if now >= deadline {
                     break;
                 }
-                st = match self.shared.exited.wait_timeout(st, deadline - now) {
+                st = match self.inner.exited.wait_timeout(st, deadline - now) {
                     Ok((g, _)) => g,
                     Err(e) => e.into_inner().0,
                 };
             }
-            reap = take_done(&mut st);
-            missed = st.handles.iter().map(|w| w.name.clone()).collect();
-        }
+            let reap = take_done(&mut st);
+            (reap, st.handles.iter().map(|w| w.name.clone()).collect())
+        };
         let joined = reap.len();
         join_all(reap);
         ShutdownReport { joined, missed }
     }
 }
 
-impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // A panic never happens while the lock is held (jobs run unlocked), but a
-        // poisoned lock must not take the server down with it.
+impl<S: Source> Inner<S> {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Jobs run unlocked, so a panic never happens while the lock is held; a
+        // poisoned lock must not take the server down with it all the same.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Takes one thread off the count if it is above `floor`; whether it did.
+    fn retire_above(&self, floor: usize) -> bool {
+        let mut n = self.threads.load(Ordering::SeqCst);
+        while n > floor {
+            match self.threads.compare_exchange(n, n - 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+}
+
+fn idle_ms(t: Option<Duration>) -> u64 {
+    t.map_or(0, |d| d.as_millis().clamp(1, u64::MAX as u128) as u64)
 }
 
 fn sanitize(mut size: PoolSize) -> PoolSize {
     size.max = size.max.max(1);
     size.min = size.min.clamp(1, size.max);
-    size.capacity = size.capacity.max(1);
     size
 }
 
-fn spawn<T: Send + 'static>(shared: &Arc<Shared<T>>, st: &mut State<T>) -> std::io::Result<()> {
-    let id = st.next_id;
-    let name = format!("worker-{id}");
-    let for_thread = Arc::clone(shared);
-    let handle = thread::Builder::new().name(name.clone()).spawn(move || worker_loop(for_thread, id))?;
-    st.next_id += 1;
-    st.threads += 1;
-    st.handles.push(Worker { id, name, handle });
-    Ok(())
+/// A worker's time on a CPU plus time runnable but waiting for one, in ns.
+fn running_ns(slot: &Slot) -> Option<u64> {
+    let tid = slot.tid.load(Ordering::SeqCst);
+    if tid == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat")).ok()?;
+    let mut fields = text.split_ascii_whitespace().map(|f| f.parse::<u64>().ok());
+    Some(fields.next()??.saturating_add(fields.next()??))
 }
 
-fn take_done<T>(st: &mut State<T>) -> Vec<Worker> {
+fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
+    let id = {
+        let mut st = inner.lock();
+        st.next_id += 1;
+        st.next_id - 1
+    };
+    let name = format!("worker-{id}");
+    let slot = Arc::new(Slot::default());
+    inner.threads.fetch_add(1, Ordering::SeqCst);
+    let (for_thread, for_slot) = (Arc::clone(inner), Arc::clone(&slot));
+    match thread::Builder::new().name(name.clone()).spawn(move || worker_loop(for_thread, id, for_slot)) {
+        Ok(handle) => {
+            inner.lock().handles.push(Worker { id, name, handle, slot });
+            Ok(())
+        }
+        Err(e) => {
+            inner.threads.fetch_sub(1, Ordering::SeqCst);
+            Err(e)
+        }
+    }
+}
+
+fn take_done(st: &mut State) -> Vec<Worker> {
     if st.done.is_empty() {
         return Vec::new();
     }
@@ -306,63 +394,60 @@ fn take_done<T>(st: &mut State<T>) -> Vec<Worker> {
 
 fn join_all(workers: Vec<Worker>) {
     for w in workers {
-        // The thread has left its loop; join only waits for it to return. A panic
-        // escaping the loop itself would be a bug in this file, and is already logged.
+        // The thread has left its loop; join only waits for it to return.
         let _ = w.handle.join();
     }
 }
 
-fn worker_loop<T: Send + 'static>(shared: Arc<Shared<T>>, id: usize) {
-    let mut st = shared.lock();
-    loop {
+fn worker_loop<S: Source>(inner: Arc<Inner<S>>, id: usize, slot: Arc<Slot>) {
+    slot.tid.store(rustix::thread::gettid().as_raw_nonzero().get(), Ordering::SeqCst);
+    let mut idle_since = Instant::now();
+    let counted = loop {
+        if inner.shutdown.load(Ordering::SeqCst) {
+            break true;
+        }
         // Lowered bounds retire threads between jobs, never during one.
-        if st.threads > st.size.max {
-            break;
+        if inner.threads.load(Ordering::SeqCst) > inner.max.load(Ordering::SeqCst)
+            && inner.retire_above(inner.max.load(Ordering::SeqCst))
+        {
+            break false;
         }
-        if let Some(job) = st.queue.pop_front() {
-            shared.queued.store(st.queue.len(), Ordering::Relaxed);
-            st.busy += 1;
-            drop(st);
-            let handler = Arc::clone(&shared.handler);
-            let outcome = catch_unwind(AssertUnwindSafe(move || handler(job)));
-            st = shared.lock();
-            st.busy -= 1;
-            if let Err(payload) = outcome {
-                st.panics += 1;
-                tracing::error!(panic = panic_message(&payload), "a job panicked; the worker thread carries on");
+        let idle_ms = inner.idle_timeout_ms.load(Ordering::Relaxed);
+        let wait = if idle_ms == 0 { MAX_WAIT } else { Duration::from_millis(idle_ms).min(MAX_WAIT) };
+        match inner.source.wait(wait) {
+            Take::Job(job) => {
+                slot.jobs.fetch_add(1, Ordering::SeqCst);
+                slot.busy.store(true, Ordering::SeqCst);
+                let outcome = catch_unwind(AssertUnwindSafe(|| (inner.handler)(job)));
+                slot.busy.store(false, Ordering::SeqCst);
+                if let Err(payload) = outcome {
+                    inner.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(panic = panic_message(&payload), "a job panicked; the worker thread carries on");
+                }
+                idle_since = Instant::now();
             }
-            continue;
-        }
-        if st.shutdown {
-            break;
-        }
-        st.idle += 1;
-        let timed_out = match st.size.idle_timeout {
-            Some(timeout) => {
-                let (g, res) = match shared.work.wait_timeout(st, timeout) {
-                    Ok(r) => r,
-                    Err(e) => e.into_inner(),
-                };
-                st = g;
-                res.timed_out()
+            Take::Idle => {
+                if idle_ms > 0
+                    && idle_since.elapsed() >= Duration::from_millis(idle_ms)
+                    && inner.retire_above(inner.min.load(Ordering::SeqCst))
+                {
+                    break false;
+                }
             }
-            None => {
-                st = shared.work.wait(st).unwrap_or_else(|e| e.into_inner());
-                false
-            }
-        };
-        st.idle -= 1;
-        if timed_out && st.queue.is_empty() && st.threads > st.size.min {
-            break;
+            Take::Closed => break true,
         }
+    };
+    if counted {
+        inner.threads.fetch_sub(1, Ordering::SeqCst);
     }
-    st.threads -= 1;
+    let mut st = inner.lock();
     st.done.push(id);
-    shared.exited.notify_all();
+    drop(st);
+    inner.exited.notify_all();
 }
 
 /// The text of a panic payload (`&str` or `String`), for logs.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -375,10 +460,48 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
+    use std::collections::VecDeque;
 
-    fn size(min: usize, max: usize, capacity: usize, idle_ms: Option<u64>) -> PoolSize {
-        PoolSize { min, max, capacity, idle_timeout: idle_ms.map(Duration::from_millis) }
+    /// A plain queue as the source.
+    struct Queue<J> {
+        jobs: Mutex<(VecDeque<J>, bool)>,
+        cond: Condvar,
+    }
+
+    impl<J> Default for Queue<J> {
+        fn default() -> Self {
+            Queue { jobs: Mutex::new((VecDeque::new(), false)), cond: Condvar::new() }
+        }
+    }
+
+    impl<J: Send + 'static> Queue<J> {
+        fn push(&self, job: J) {
+            self.jobs.lock().unwrap().0.push_back(job);
+            self.cond.notify_one();
+        }
+    }
+
+    impl<J: Send + 'static> Source for Queue<J> {
+        type Job = J;
+        fn wait(&self, timeout: Duration) -> Take<J> {
+            let mut g = self.jobs.lock().unwrap();
+            if g.0.is_empty() && !g.1 {
+                g = self.cond.wait_timeout(g, timeout).unwrap().0;
+            }
+            match g.0.pop_front() {
+                Some(j) => Take::Job(j),
+                None if g.1 => Take::Closed,
+                None => Take::Idle,
+            }
+        }
+        fn close(&self) {
+            self.jobs.lock().unwrap().1 = true;
+            self.cond.notify_all();
+        }
+    }
+
+    fn size(min: usize, max: usize, idle_ms: Option<u64>) -> PoolSize {
+        PoolSize { min, max, idle_timeout: idle_ms.map(Duration::from_millis) }
     }
 
     /// Polls `f` until it holds or 5 s pass (thread exits are asynchronous).
@@ -393,42 +516,61 @@ mod tests {
         f()
     }
 
+    type Release = std::sync::mpsc::Receiver<()>;
+
     /// A pool whose jobs block until released: job = a receiver to wait on.
-    fn blocking_pool(s: PoolSize) -> Pool<mpsc::Receiver<()>> {
-        Pool::new(s, |rx: mpsc::Receiver<()>| {
+    fn blocking_pool(s: PoolSize) -> (Pool<Queue<Release>>, Arc<Queue<Release>>) {
+        let q = Arc::new(Queue::default());
+        let pool = Pool::new(s, Arc::clone(&q), |rx: Release| {
             let _ = rx.recv_timeout(Duration::from_secs(10));
         })
-        .unwrap()
+        .unwrap();
+        (pool, q)
     }
 
     #[test]
-    fn full_queue_returns_the_job() {
-        let pool = blocking_pool(size(1, 1, 1, None));
-        let (t1, r1) = mpsc::channel();
-        let (t2, r2) = mpsc::channel();
-        let (_t3, r3) = mpsc::channel();
-        pool.try_submit(r1).unwrap(); // running
+    fn blocked_workers_are_measured_as_blocked_and_spinning_ones_are_not() {
+        // Two jobs that sleep, sampled twice across one interval.
+        let q = Arc::new(Queue::default());
+        let pool = Pool::new(size(2, 2, None), Arc::clone(&q), |spin: bool| {
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                if !spin {
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+        })
+        .unwrap();
+        q.push(false);
+        q.push(false);
+        assert!(eventually(|| pool.stats().busy == 2));
+        pool.sample_blocked();
+        thread::sleep(Duration::from_millis(100));
+        let asleep = pool.sample_blocked();
+        assert!(asleep > 1.5, "two sleeping workers measure as ~2 blocked threads: {asleep}");
+        assert!(eventually(|| pool.stats().busy == 0));
+        // One job that spins: on the CPU (or waiting for it), never asleep.
+        q.push(true);
         assert!(eventually(|| pool.stats().busy == 1));
-        pool.try_submit(r2).unwrap(); // queued
-        let back = pool.try_submit(r3);
-        assert!(back.is_err(), "third job must come back: queue capacity 1, one thread");
-        drop((t1, t2));
+        pool.sample_blocked();
+        thread::sleep(Duration::from_millis(100));
+        let spinning = pool.sample_blocked();
+        assert!(spinning < 0.3, "a spinning worker is not blocked: {spinning}");
         assert!(pool.shutdown(Instant::now() + Duration::from_secs(5)).missed.is_empty());
     }
 
     #[test]
-    fn grows_to_max_when_jobs_wait_and_retires_to_min_when_idle() {
-        let pool = blocking_pool(size(1, 4, 16, Some(50)));
+    fn grows_to_max_on_request_and_retires_to_min_when_idle() {
+        let (pool, q) = blocking_pool(size(1, 4, Some(50)));
         assert_eq!(pool.stats().threads, 1);
+        assert_eq!(pool.grow(10), 3, "never above max");
         let mut releases = Vec::new();
-        for _ in 0..6 {
-            let (t, r) = mpsc::channel();
+        for _ in 0..4 {
+            let (t, r) = std::sync::mpsc::channel();
             releases.push(t);
-            pool.try_submit(r).unwrap();
+            q.push(r);
         }
         assert!(eventually(|| pool.stats().busy == 4), "{:?}", pool.stats());
-        assert_eq!(pool.stats().threads, 4, "never above max");
-        assert_eq!(pool.stats().queued, 2);
         drop(releases);
         assert!(eventually(|| pool.stats().threads == 1), "idle threads retire to min: {:?}", pool.stats());
         assert!(pool.shutdown(Instant::now() + Duration::from_secs(5)).missed.is_empty());
@@ -436,14 +578,14 @@ mod tests {
 
     #[test]
     fn resize_up_starts_threads_and_down_retires_them_after_their_job() {
-        let pool = blocking_pool(size(2, 2, 8, None));
+        let (pool, q) = blocking_pool(size(2, 2, None));
         pool.resize(5, 6);
         assert_eq!(pool.stats().threads, 5);
-        let (t, r) = mpsc::channel();
-        pool.try_submit(r).unwrap();
+        let (t, r) = std::sync::mpsc::channel();
+        q.push(r);
         assert!(eventually(|| pool.stats().busy == 1));
         pool.resize(1, 1);
-        // Idle threads retire at once; the busy one finishes its job first.
+        // Idle threads retire within a wait; the busy one finishes its job first.
         assert!(eventually(|| pool.stats().threads == 1), "{:?}", pool.stats());
         assert_eq!(pool.stats().busy, 1, "a running job is never interrupted");
         drop(t);
@@ -459,16 +601,17 @@ mod tests {
     fn a_panicking_job_is_caught_and_the_thread_lives_on() {
         let ran = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&ran);
-        let pool = Pool::new(size(1, 1, 8, None), move |n: u32| {
+        let q = Arc::new(Queue::default());
+        let pool = Pool::new(size(1, 1, None), Arc::clone(&q), move |n: u32| {
             if n == 0 {
                 panic!("job zero panics");
             }
             counter.fetch_add(1, Ordering::SeqCst);
         })
         .unwrap();
-        pool.try_submit(0).unwrap();
-        pool.try_submit(1).unwrap();
-        pool.try_submit(2).unwrap();
+        for n in 0..3 {
+            q.push(n);
+        }
         assert!(eventually(|| ran.load(Ordering::SeqCst) == 2));
         let stats = pool.stats();
         assert_eq!((stats.threads, stats.panics), (1, 1));
@@ -476,28 +619,10 @@ mod tests {
     }
 
     #[test]
-    fn shutdown_serves_queued_jobs_then_joins_every_thread() {
-        let ran = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&ran);
-        let pool = Pool::new(size(2, 2, 64, None), move |_: ()| {
-            thread::sleep(Duration::from_millis(2));
-            counter.fetch_add(1, Ordering::SeqCst);
-        })
-        .unwrap();
-        for _ in 0..40 {
-            pool.try_submit(()).unwrap();
-        }
-        let report = pool.shutdown(Instant::now() + Duration::from_secs(10));
-        assert_eq!(ran.load(Ordering::SeqCst), 40, "queued jobs are served before threads exit");
-        assert_eq!(report, ShutdownReport { joined: 2, missed: vec![] });
-        assert!(pool.try_submit(()).is_err(), "no intake after shutdown");
-    }
-
-    #[test]
     fn shutdown_reports_a_stuck_job_that_misses_the_deadline_and_joins_it_later() {
-        let pool = blocking_pool(size(2, 2, 4, None));
-        let (t, r) = mpsc::channel();
-        pool.try_submit(r).unwrap();
+        let (pool, q) = blocking_pool(size(2, 2, None));
+        let (t, r) = std::sync::mpsc::channel();
+        q.push(r);
         assert!(eventually(|| pool.stats().busy == 1));
         let started = Instant::now();
         let report = pool.shutdown(Instant::now() + Duration::from_millis(100));

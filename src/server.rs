@@ -3,112 +3,37 @@
 //! before `run` returns.
 //!
 //! The main thread (whoever calls `run`) does the joining: it waits for the acceptor to
-//! finish its drain (which happens when the shared `StopEvent` has been set and every
-//! connection is back or cut), then shuts the pool down with a deadline, cutting the
-//! sockets of any worker that misses it, then stops and joins the signal thread.
+//! finish its drain (which happens when a stop has been asked for and every connection
+//! is finished, or cut), shuts the lot (waking every worker) and joins the pool with a
+//! deadline, cutting the sockets of any worker that misses it, then stops and joins the
+//! signal thread.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::{Poll, Waker};
 
-use crate::acceptor::{self, Acceptor, Control, StopReport};
-use crate::config::{Config, Limits, Protocol};
-use crate::conn::{Conn, Next, Phase, Registry};
-use crate::http::{self, App, Router};
+use crate::acceptor::{self, Acceptor, StopReport};
+use crate::config::{Config, Protocol};
+use crate::conn::{Conn, Registry};
+use crate::control::{Control, ServerHandle};
+use crate::http::{App, Router};
 use crate::listener::{self, BindError, ListenerCtx};
 use crate::lot::Lot;
-use crate::metrics::Metrics;
-use crate::pool::{Pool, PoolSize, SpawnError};
+use crate::pool::{Pool, SpawnError};
+use crate::shared::{pool_size, Shared};
 use crate::signals;
-use crate::stop::StopEvent;
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::{echo, pool};
+use crate::{http, service};
 
 /// After the acceptor is done, how long the pool gets to finish before sockets are cut.
 const POOL_JOIN: Duration = Duration::from_secs(5);
-
-/// State every thread shares.
-pub struct Shared {
-    /// Set when the listeners close: workers stop parking connections and answer with
-    /// `Connection: close`.
-    pub stop: StopEvent,
-    /// Set the moment a stop is requested: readiness answers 503 (before `stop`, during
-    /// `drain_delay`).
-    pub draining: AtomicBool,
-    /// Process figures.
-    pub metrics: Metrics,
-    /// Connections submitted to the pool and not yet back (queued or in a turn).
-    pub in_flight: AtomicUsize,
-    /// Every open socket.
-    pub registry: Arc<Registry>,
-    config: RwLock<Arc<Config>>,
-    pool: OnceLock<Weak<Pool<Conn>>>,
-    /// When the server started, for `status`.
-    pub started: Instant,
-    /// sd_notify (silent unless enabled and `NOTIFY_SOCKET` is set).
-    pub notifier: Notifier,
-    /// Idle connections, parked by the acceptor and by workers.
-    pub lot: Lot,
-}
-
-impl Shared {
-    /// The running config (replaced on SIGHUP).
-    pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// The running limits.
-    pub fn limits(&self) -> Limits {
-        self.config().limits.clone()
-    }
-
-    /// Installs a reloaded config. Listeners are not rebound: changes to them are logged
-    /// and need a restart.
-    pub fn set_config(&self, new: Config) {
-        *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
-    }
-
-    /// The pool's figures (zeros before it starts).
-    pub fn pool_stats(&self) -> pool::PoolStats {
-        self.pool.get().and_then(Weak::upgrade).map(|p| p.stats()).unwrap_or_default()
-    }
-
-    /// The pool, while it runs.
-    pub fn pool(&self) -> Option<Arc<Pool<Conn>>> {
-        self.pool.get().and_then(Weak::upgrade)
-    }
-
-    /// Whether a worker that just found its connection empty may wait a moment for
-    /// the client's next bytes instead of parking it: only while no job waits for a
-    /// thread and no stop is under way.
-    pub fn may_linger(&self) -> bool {
-        !self.draining.load(Ordering::Relaxed)
-            && self.pool.get().and_then(Weak::upgrade).is_some_and(|p| p.queued_now() == 0)
-    }
-
-    /// One line of live figures, for systemd's `STATUS=`.
-    pub fn status_line(&self) -> String {
-        let pool = self.pool_stats();
-        format!(
-            "{} connections ({} parked), {}/{} threads busy, queue {}/{}, shed {}",
-            self.registry.open(),
-            self.metrics.parked.get(),
-            pool.busy,
-            pool.threads,
-            pool.queued,
-            pool.capacity,
-            self.metrics.shed.get()
-        )
-    }
-}
 
 /// Why a server could not start.
 #[derive(Debug)]
@@ -204,18 +129,9 @@ impl ServerBuilder {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), acceptor::WAKER)?);
         let registry = Arc::new(Registry::new(Arc::clone(&waker)));
-        let shared = Arc::new(Shared {
-            stop: StopEvent::new(),
-            draining: AtomicBool::new(false),
-            metrics: Metrics::default(),
-            in_flight: AtomicUsize::new(0),
-            registry,
-            config: RwLock::new(Arc::new(self.config.clone())),
-            pool: OnceLock::new(),
-            started: Instant::now(),
-            notifier: if self.systemd { Notifier::from_env() } else { Notifier::disabled() },
-            lot: Lot::new(poll.registry().try_clone()?, Arc::clone(&waker)),
-        });
+        let lot = Arc::new(Lot::new(Arc::clone(&waker))?);
+        let notifier = if self.systemd { Notifier::from_env() } else { Notifier::disabled() };
+        let shared = Arc::new(Shared::new(self.config.clone(), registry, lot, notifier));
         let mut activated = if self.systemd {
             systemd::take_activated(&self.config.listeners).map_err(StartError::Activation)?
         } else {
@@ -234,7 +150,12 @@ impl ServerBuilder {
             };
             let addr = std_listener.local_addr()?;
             let router = match cfg.protocol {
-                Protocol::Http => Router::new(&cfg.apps, &self.apps, &shared),
+                Protocol::Http => {
+                    let builtin = cfg.apps.iter().filter_map(|(prefix, name)| {
+                        http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
+                    });
+                    Router::new(builtin.chain(self.apps.iter().map(|(p, a)| (p.clone(), Arc::clone(a)))).collect())
+                }
                 Protocol::Echo => Router::default(),
             };
             let ctx = Arc::new(ListenerCtx {
@@ -273,38 +194,6 @@ pub struct Server {
     on_log_level: Option<signals::LogLevelHook>,
 }
 
-/// Stops or inspects a running server from another thread.
-#[derive(Clone)]
-pub struct ServerHandle {
-    control: Sender<Control>,
-    waker: Arc<Waker>,
-    shared: Arc<Shared>,
-}
-
-impl ServerHandle {
-    /// Begins a graceful stop (as SIGTERM does); a second call stops immediately.
-    pub fn stop(&self) {
-        self.send(Control::Graceful);
-    }
-
-    /// Stops immediately (as SIGQUIT does).
-    pub fn stop_now(&self) {
-        self.send(Control::Immediate);
-    }
-
-    pub(crate) fn send(&self, control: Control) {
-        // The acceptor may already be gone (stopped): nothing left to tell.
-        if self.control.send(control).is_ok() {
-            let _ = self.waker.wake();
-        }
-    }
-
-    /// The shared state (metrics, config, pool figures).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-}
-
 impl Server {
     /// Starts configuring a server.
     pub fn builder(config: Config) -> ServerBuilder {
@@ -337,31 +226,21 @@ impl Server {
         let handle = self.handle();
         let shared = Arc::clone(&self.shared);
         let config = shared.config();
-        let (handback_tx, handback_rx) = mpsc::channel::<Conn>();
-
         let pool = {
-            let shared = Arc::clone(&shared);
-            let waker = Arc::clone(&self.waker);
-            let size = pool_size(&config);
+            let for_workers = Arc::clone(&shared);
             Arc::new(
-                Pool::new(size, move |conn: Conn| serve(conn, &shared, &handback_tx, &waker))
+                Pool::new(pool_size(&config), Arc::clone(&shared.lot), move |job| serve(job, &for_workers))
                     .map_err(StartError::Spawn)?,
             )
         };
-        let _ = shared.pool.set(Arc::downgrade(&pool));
+        shared.set_pool(&pool);
 
         for (_, ctx) in &self.listeners {
             tracing::info!(listener = %ctx.name, addr = %ctx.addr, protocol = ?ctx.protocol, "listening");
         }
-        let acceptor = Acceptor::new(
-            self.poll,
-            self.listeners,
-            self.control_rx,
-            handback_rx,
-            Arc::clone(&pool),
-            Arc::clone(&shared),
-        )
-        .and_then(|a| thread::Builder::new().name("acceptor".into()).spawn(move || a.run()));
+        let acceptor =
+            Acceptor::new(self.poll, self.listeners, self.control_rx, Arc::clone(&pool), Arc::clone(&shared))
+                .and_then(|a| thread::Builder::new().name("acceptor".into()).spawn(move || a.run()));
         let acceptor = match acceptor {
             Ok(thread) => thread,
             Err(e) => {
@@ -388,8 +267,13 @@ impl Server {
         } else {
             None
         };
-        let stats = pool.stats();
-        tracing::info!(min_threads = stats.min, max_threads = stats.max, queue_capacity = stats.capacity, "ready");
+        let stats = shared.stats();
+        tracing::info!(
+            min_threads = stats.min_threads,
+            max_threads = stats.max_threads,
+            queue_capacity = stats.queue_capacity,
+            "ready"
+        );
         shared.notifier.ready(&shared.status_line());
 
         let mut threads_joined = 0;
@@ -404,7 +288,8 @@ impl Server {
                 StopReport { immediate: true, ..StopReport::default() }
             }
         };
-        // Nothing polls the lot from here on: what workers still park is closed.
+        // Nothing sweeps the lot from here on: what workers still park is closed, and
+        // every worker waiting on it is woken to exit.
         shared.lot.shut();
         let grace = if report.immediate { Duration::from_secs(1) } else { POOL_JOIN };
         let mut pool_report = pool.shutdown(Instant::now() + grace);
@@ -440,45 +325,26 @@ impl Server {
     }
 }
 
-/// The pool sizing a config asks for.
-pub fn pool_size(config: &Config) -> PoolSize {
-    PoolSize {
-        min: config.pool.min_threads,
-        max: config.pool.max_threads,
-        capacity: config.pool.queue_capacity,
-        idle_timeout: config.pool.idle_timeout,
-    }
-}
-
-/// One job on a worker: a turn of the connection's protocol, then hand it back.
-fn serve(conn: Conn, shared: &Shared, handback: &Sender<Conn>, waker: &Waker) {
-    // Decrements `in_flight` however the turn ends (a panic included), after the
-    // handback is sent, so the acceptor never sees zero with a connection in transit.
-    struct InFlight<'a>(&'a Shared, &'a Waker);
-    impl Drop for InFlight<'_> {
+/// One job on a worker: a turn of the connection's protocol, then back to the lot.
+fn serve((conn, queued): (Conn, Option<Instant>), shared: &Shared) {
+    // Returns the connection's outcome to the lot however the turn ends (a panic
+    // included: then the connection is dropped), so a stop never waits for a
+    // connection that no thread holds.
+    struct Release<'a>(&'a Shared, Option<crate::conn::Next>);
+    impl Drop for Release<'_> {
         fn drop(&mut self) {
-            self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if self.0.stop.is_set() {
-                let _ = self.1.wake();
-            }
+            self.0.lot.release(self.1.take().unwrap_or(crate::conn::Next::Done));
         }
     }
-    let _guard = InFlight(shared, waker);
-    let next = match conn.listener.protocol {
-        Protocol::Echo => echo::turn(conn, shared),
-        Protocol::Http => http::conn::turn(conn, shared),
+    let mut release = Release(shared, None);
+    let next = match queued {
+        Some(since) => match service::admit(conn, since, shared) {
+            Ok(conn) => service::turn(conn, shared),
+            Err(next) => next,
+        },
+        None => service::turn(conn, shared),
     };
-    if let Next::Park(conn) = next {
-        if conn.phase == Phase::Ready {
-            // Requests already buffered: the acceptor re-queues it behind the others.
-            if handback.send(conn).is_ok() {
-                let _ = waker.wake();
-            }
-        } else {
-            // Parked straight into the acceptor's poll; the acceptor is not woken.
-            shared.lot.park(conn);
-        }
-    }
+    release.1 = Some(next);
 }
 
 /// Apps by name, as the config's `[listener.apps]` refers to them.

@@ -21,9 +21,9 @@ use std::thread::{self, JoinHandle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::acceptor::Control;
 use crate::config::Config;
-use crate::server::{pool_size, ServerHandle};
+use crate::control::{Control, ServerHandle};
+use crate::shared::pool_size;
 
 /// Called with the new log level after a reload.
 pub type LogLevelHook = Box<dyn Fn(&str) + Send + Sync>;

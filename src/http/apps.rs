@@ -1,17 +1,16 @@
 //! The built-in apps the config can mount: `hello`, `echo`, `environ`, `healthz`,
-//! `readyz`, `metrics`, `status`. They run on worker threads like any app; the ones
+//! `readyz`, `metrics`, `status`, `sleep`. They run on worker threads like any app; the ones
 //! that report on the server read the shared figures (atomics, one pool lock).
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::http::{App, AppResult, Request, Response};
-use crate::server::Shared;
+use crate::http::{App, AppResult, Request, Response, ResponseBody};
+use crate::shared::Shared;
 
 /// The built-in app called `name`, or `None` for an unknown name (the config already
 /// refuses those).
-pub fn builtin(name: &str, shared: &Arc<Shared>) -> Option<Arc<dyn App>> {
+pub(crate) fn builtin(name: &str, shared: &Arc<Shared>) -> Option<Arc<dyn App>> {
     let shared = Arc::clone(shared);
     Some(match name {
         "hello" => Arc::new(Hello),
@@ -21,6 +20,7 @@ pub fn builtin(name: &str, shared: &Arc<Shared>) -> Option<Arc<dyn App>> {
         "readyz" => Arc::new(Readyz(shared)),
         "metrics" => Arc::new(Metrics(shared)),
         "status" => Arc::new(Status(shared)),
+        "sleep" => Arc::new(Sleep),
         _ => return None,
     })
 }
@@ -33,12 +33,38 @@ impl App for Hello {
     }
 }
 
-/// Returns the request body, streamed, with the request's content type.
+/// Returns the request body, streamed from where it was stored (memory or a
+/// temporary file) with its length, and the request's content type.
 pub struct Echo;
 impl App for Echo {
     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
         let content_type = req.header("content-type").unwrap_or("application/octet-stream").to_string();
-        Ok(Response::stream(200, req.into_body()).with_header("Content-Type", &content_type))
+        let body = req.into_body();
+        let len = body.len();
+        Ok(Response {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type)],
+            body: ResponseBody::Stream(Box::new(body), Some(len)),
+        })
+    }
+}
+
+/// The longest `/sleep?ms=N` sleeps.
+const SLEEP_CAP_MS: u64 = 10_000;
+
+/// `/sleep?ms=N`: waits N ms (at most 10 s), then answers `200` with how long it
+/// slept: a blocking workload to benchmark and test with, like httpbin's `/delay`.
+/// Not mounted by default.
+pub struct Sleep;
+impl App for Sleep {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+        let ms = req.query().split('&').find_map(|kv| kv.strip_prefix("ms=")).unwrap_or("0");
+        let Ok(ms) = ms.parse::<u64>() else {
+            return Ok(Response::text(400, "ms must be a whole number of milliseconds\n"));
+        };
+        let ms = ms.min(SLEEP_CAP_MS);
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        Ok(Response::text(200, format!("slept {ms} ms\n")))
     }
 }
 
@@ -71,7 +97,7 @@ impl App for Healthz {
 pub struct Readyz(Arc<Shared>);
 impl App for Readyz {
     fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        Ok(if self.0.draining.load(Ordering::SeqCst) {
+        Ok(if self.0.is_draining() {
             Response::bytes(503, "text/plain", b"draining\n".to_vec()).with_header("Retry-After", "1")
         } else {
             Response::bytes(200, "text/plain", b"ready\n".to_vec())
@@ -81,23 +107,22 @@ impl App for Readyz {
 
 /// The figures that are gauges, shared by `metrics` and `status`.
 fn gauges(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
-    let pool = shared.pool_stats();
-    let m = &shared.metrics;
+    let s = shared.stats();
     vec![
-        ("spindle_connections_open", "Open connections, parked ones included.", shared.registry.open() as u64),
-        ("spindle_connections_parked", "Connections parked in the acceptor.", m.parked.get()),
+        ("spindle_connections_open", "Open connections, parked ones included.", s.open as u64),
+        ("spindle_connections_parked", "Connections parked (no thread holds them).", s.parked as u64),
         (
             "spindle_connections_active",
-            "Connections with a worker or queued for one.",
-            shared.in_flight.load(Ordering::Relaxed) as u64,
+            "Connections with a worker or on the run queue.",
+            s.open.saturating_sub(s.parked) as u64,
         ),
-        ("spindle_pool_threads", "Worker threads alive.", pool.threads as u64),
-        ("spindle_pool_busy_threads", "Worker threads running a job.", pool.busy as u64),
-        ("spindle_pool_min_threads", "Configured minimum worker threads.", pool.min as u64),
-        ("spindle_pool_max_threads", "Configured maximum worker threads.", pool.max as u64),
-        ("spindle_queue_depth", "Jobs waiting for a worker.", pool.queued as u64),
-        ("spindle_queue_capacity", "Queue capacity.", pool.capacity as u64),
-        ("spindle_pool_panics_total", "Jobs that panicked (caught).", pool.panics),
+        ("spindle_pool_threads", "Worker threads alive.", s.threads as u64),
+        ("spindle_pool_busy_threads", "Worker threads running a turn.", s.busy as u64),
+        ("spindle_pool_min_threads", "Configured minimum worker threads.", s.min_threads as u64),
+        ("spindle_pool_max_threads", "Configured maximum worker threads.", s.max_threads as u64),
+        ("spindle_queue_depth", "Connections on the run queue, waiting for a thread.", s.queued as u64),
+        ("spindle_queue_capacity", "Run queue capacity.", s.queue_capacity as u64),
+        ("spindle_pool_panics_total", "Turns that panicked (caught).", s.panics),
     ]
 }
 
@@ -114,32 +139,33 @@ impl App for Metrics {
 pub struct Status(Arc<Shared>);
 impl App for Status {
     fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        let s = &self.0;
-        let pool = s.pool_stats();
-        let m = &s.metrics;
+        let sh = &self.0;
+        let s = sh.stats();
+        let m = &sh.metrics;
         let r = &m.responses;
         let json = format!(
             concat!(
                 "{{\"uptime_seconds\":{},\"draining\":{},",
-                "\"connections\":{{\"open\":{},\"parked\":{},\"active\":{},\"accepted\":{},\"shed\":{}}},",
+                "\"connections\":{{\"open\":{},\"parked\":{},\"active\":{},\"accepted\":{},\"shed\":{},\"dropped\":{}}},",
                 "\"pool\":{{\"threads\":{},\"busy\":{},\"min\":{},\"max\":{},\"queued\":{},\"capacity\":{},\"panics\":{}}},",
                 "\"http\":{{\"responses\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\"bytes_in\":{},\"bytes_out\":{}}},",
                 "\"echo\":{{\"bytes\":{}}}}}\n"
             ),
-            s.started.elapsed().as_secs(),
-            s.draining.load(Ordering::SeqCst),
-            s.registry.open(),
-            m.parked.get(),
-            s.in_flight.load(Ordering::Relaxed),
+            sh.started.elapsed().as_secs(),
+            sh.is_draining(),
+            s.open,
+            s.parked,
+            s.open.saturating_sub(s.parked),
             m.accepted.get(),
             m.shed.get(),
-            pool.threads,
-            pool.busy,
-            pool.min,
-            pool.max,
-            pool.queued,
-            pool.capacity,
-            pool.panics,
+            m.dropped.get(),
+            s.threads,
+            s.busy,
+            s.min_threads,
+            s.max_threads,
+            s.queued,
+            s.queue_capacity,
+            s.panics,
             r[0].get(),
             r[1].get(),
             r[2].get(),

@@ -62,7 +62,8 @@ pub enum ChunkedError {
     TrailerTooLarge,
     /// A trailer line that is not a field line.
     BadTrailer,
-    /// Only from [`decode_all`]: the input ended before the body did.
+    /// Only from `decode_all` (tests and fuzzing): the input ended before the body did.
+    #[cfg_attr(not(test), allow(dead_code))]
     Incomplete,
 }
 
@@ -308,7 +309,8 @@ fn is_tchar(b: u8) -> bool {
 /// Decode a complete chunked body from the start of `input` with default limits.
 /// Returns the payload and how many bytes of `input` the body took; bytes after it
 /// are left alone. [`ChunkedError::Incomplete`] if `input` ends before the body.
-pub fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize), ChunkedError> {
+#[cfg(test)]
+pub(crate) fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize), ChunkedError> {
     let mut decoder = ChunkedDecoder::new(ChunkedLimits::default());
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];

@@ -1,151 +1,238 @@
-//! One HTTP turn: what a worker does with an HTTP connection that has bytes to read.
+//! One HTTP turn: what a worker does with an HTTP connection that turned ready.
 //!
-//! A turn runs on a worker thread and serves requests while complete heads are at hand:
-//! it reads without blocking, and when a head is incomplete it hands the connection back
-//! to the acceptor with its buffer and deadline (`Phase::HttpHead`), so a slow or silent
-//! client costs no thread. Between requests it tries one more non-blocking read before
-//! parking, so a keep-alive client that already sent its next request (or pipelined
-//! several) is served without a round trip through the acceptor. A turn serves at most
-//! `TURN_REQUESTS` before yielding the thread.
+//! A turn never waits on the client. It runs four steps per request, each of which
+//! either finishes or parks the connection in the lot with what it has so far:
 //!
-//! Per request: parse the head (strict, `parse.rs`), route it, call the app with the
-//! body as a `Read` (`BodyReader`: Content-Length or de-chunked, capped, `100 Continue`
-//! on first read), write the response (`response.rs`), log one access line. Any framing
-//! error is answered with its status and `Connection: close`, and the connection closes
-//! (lingering, so the answer is not destroyed by a reset): after a framing error the
-//! byte stream cannot be trusted, which is the whole lesson of request smuggling.
+//! 1. **flush**: output a previous response left behind (the client was not taking
+//!    it) goes first; if the socket still will not take it, park (`HttpFlush`).
+//! 2. **receive**: read the head (park on a partial one: `HttpHead`, `header_timeout`
+//!    then 408), then the whole body (`receive.rs`: memory, then a temporary file; park
+//!    between segments: `HttpBody`, `body_timeout` then 408). Framing errors are
+//!    answered with their status and the connection closes: after one, the byte stream
+//!    cannot be trusted (the lesson of request smuggling).
+//! 3. **call**: route, call the app with the complete body, check what it returns.
+//! 4. **send**: encode the response; write what the socket takes now and keep the rest
+//!    on the connection (step 1 of the next turn). A streamed body (`Response::stream`)
+//!    is copied on this thread, each wait bounded by `body_timeout`.
+//!
+//! One keep-alive decision per request (`Framing::keep_alive`), made when the response
+//! is encoded: a stop that began while the app ran is told to the client with
+//! `Connection: close`. A turn serves at most `TURN_REQUESTS` requests (and reads at
+//! most `TURN_BYTES` of body) before it yields the thread to other connections.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::Limits;
-use mio::Interest;
-
-use crate::conn::{read_some, wait_ready, write_all, Conn, Next, Phase};
-use crate::http::body::{ChunkedDecoder, ChunkedLimits};
+use crate::conn::{write_all, write_now, Conn, Next, Phase};
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
-use crate::http::response::{self, Framing};
-use crate::http::{Body, Request, Response, ResponseBody, Version};
+use crate::http::receive::{Incoming, Progress};
+use crate::http::response::{self, Encoded, Framing};
+use crate::http::{Body, Request, Response, Version};
 use crate::pool::panic_message;
-use crate::server::Shared;
+use crate::shared::Shared;
 
-/// Requests one turn may serve before the thread goes back to the queue.
+/// Requests one turn may serve before the thread goes to other connections.
 const TURN_REQUESTS: usize = 32;
-/// Read size for request heads.
-const READ_CHUNK: usize = 16 * 1024;
-/// Read size for chunked request bodies.
-const BODY_CHUNK: usize = 64 * 1024;
-/// An unread body up to this size is read and discarded so the connection can be
-/// reused; a larger one closes the connection instead.
-const DRAIN_LIMIT: u64 = 64 * 1024;
-/// How much of a streamed response is read before its head is written.
-const PREFETCH: usize = 32 * 1024;
+/// Body bytes one turn may receive before the thread goes to other connections.
+const TURN_BYTES: usize = 1 << 20;
+/// Read size for request heads and bodies.
+const READ_CHUNK: usize = 64 * 1024;
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// What one turn works with.
+struct Ctx<'a> {
+    shared: &'a Shared,
+    limits: &'a Limits,
+    head_limits: HeadLimits,
+    server: Option<&'a str>,
+    body_buffer: usize,
+}
+
+/// How a request's response went out.
+enum Sent {
+    /// Whole, and the connection stays open.
+    KeepAlive,
+    /// Whole, and the connection closes.
+    Close,
+    /// Part of it waits on the connection for the client to take it.
+    Pending,
+    /// The connection broke.
+    Broken,
+}
+
 /// Runs one HTTP turn on `conn`.
-pub fn turn(mut conn: Conn, shared: &Shared) -> Next {
+pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
     let config = shared.config();
     let limits = &config.limits;
-    let head_limits = HeadLimits {
-        max_header_bytes: limits.max_header_bytes,
-        max_headers: limits.max_headers,
-        max_uri_bytes: limits.max_uri_bytes,
-        max_body_bytes: limits.max_body_bytes,
+    let ctx = Ctx {
+        shared,
+        limits,
+        head_limits: HeadLimits {
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+            max_uri_bytes: limits.max_uri_bytes,
+            max_body_bytes: limits.max_body_bytes,
+        },
+        server: config.server.server_header.as_deref(),
+        body_buffer: limits.body_buffer_bytes,
     };
-    let server = config.server.server_header.as_deref();
+    // 1. flush
+    if !conn.output.is_empty() {
+        match conn.flush() {
+            Ok(true) if conn.close_after_flush => return conn.close_gracefully(),
+            Ok(true) => {}
+            Ok(false) => return park_flush(conn, limits),
+            Err(e) => return gone(conn, &e),
+        }
+    }
     let mut served = 0;
+    let mut budget = TURN_BYTES;
     loop {
         if served >= TURN_REQUESTS {
-            // Budget spent: yield the thread to other connections. Requests already
-            // buffered (pipelined) must not wait for the socket to turn readable.
+            // Budget spent: yield. Requests already buffered (pipelined) must not wait
+            // for the socket to turn readable: they go on the run queue.
             if conn.input.is_empty() {
-                return park_for_head(conn, shared, limits);
+                return park_for_head(conn, &ctx);
             }
             conn.phase = Phase::Ready;
             conn.deadline = None;
             return Next::Park(conn);
         }
-        // A complete head, or park until there is one.
-        let (head, len) = loop {
+        // 2. receive
+        let incoming;
+        (conn, incoming) = match receive(conn, &ctx, &mut budget) {
+            Ok(received) => received,
+            Err(next) => return next,
+        };
+        served += 1;
+        conn.requests += 1;
+        // 3. call, 4. send
+        match respond(&mut conn, &ctx, *incoming) {
+            Sent::KeepAlive => continue,
+            Sent::Close => return conn.close_gracefully(),
+            Sent::Pending => return park_flush(conn, limits),
+            Sent::Broken => return Next::Done,
+        }
+    }
+}
+
+// ---- 2. receive ------------------------------------------------------------------------
+
+/// Reads until a request is complete (`Ok`), or decides what happens to the connection
+/// meanwhile (`Err`: parked, rejected, or gone).
+// A `Conn` moves by value between threads on purpose; boxing it would cost an
+// allocation per turn to save a 200-byte move.
+#[allow(clippy::result_large_err)]
+fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, Box<Incoming>), Next> {
+    loop {
+        if let Some(incoming) = conn.incoming.as_mut() {
+            match incoming.feed(&mut conn.input) {
+                Progress::Complete => {
+                    return match conn.incoming.take() {
+                        Some(incoming) => Ok((conn, incoming)),
+                        None => Err(Next::Done),
+                    }
+                }
+                Progress::Refused(status, why) => {
+                    tracing::debug!(conn = conn.id, peer = %conn.peer, status, reason = %why, "request body refused");
+                    return Err(reject(conn, ctx, status, ""));
+                }
+                Progress::NeedMore => {}
+            }
+            if *budget == 0 {
+                // Yield; the socket still has bytes, so the lot hands it out again.
+                return Err(park_body(conn, ctx));
+            }
+        } else {
             if conn.head_started.is_none() && !conn.input.is_empty() {
                 conn.head_started = Some(Instant::now());
             }
-            match parse::parse_head(&conn.input, &head_limits) {
-                Ok(Parsed::Complete { head, len }) => break (head, len),
+            match parse::parse_head(&conn.input, &ctx.head_limits) {
+                Ok(Parsed::Complete { head, len }) => {
+                    conn.input.drain(..len);
+                    let started = conn.head_started.take().unwrap_or_else(Instant::now);
+                    if head.expect_continue && head.body != BodyKind::Empty && conn.input.is_empty() {
+                        // The client waits for this before sending the body (RFC 9110
+                        // §10.1.1); the server reads bodies itself, so it asks at once.
+                        if write_all(&conn.stream, b"HTTP/1.1 100 Continue\r\n\r\n", ctx.limits.body_timeout).is_err() {
+                            return Err(Next::Done);
+                        }
+                    }
+                    conn.incoming =
+                        Some(Box::new(Incoming::new(head, started, ctx.body_buffer, ctx.limits.max_body_bytes)));
+                    continue;
+                }
                 Ok(Parsed::Partial) => {}
                 Err(e) => {
                     tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "rejected request head");
-                    let resp = response::error(e.status(), e.reason());
-                    return reject(conn, shared, resp, server, limits);
+                    return Err(reject(conn, ctx, e.status(), e.reason()));
                 }
             }
-            match read_more(&mut conn) {
-                Ok(0) => return Next::Done, // the client closed; nothing half-answered
-                Ok(n) => shared.metrics.bytes_in.add(n as u64),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // Between requests, with threads to spare: wait a moment for the
-                    // next one on this thread rather than park (see conn::STICKY).
-                    if served > 0 && conn.input.is_empty() && shared.may_linger() && conn.wait_for_more() {
-                        continue;
-                    }
-                    return park_for_head(conn, shared, limits);
-                }
-                Err(e) => {
-                    tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "client gone");
-                    return Next::Done;
-                }
+        }
+        match read_more(&mut conn) {
+            // The client closed: between requests that is the normal end; mid-request
+            // nobody is left to answer.
+            Ok(0) => return Err(Next::Done),
+            Ok(n) => {
+                ctx.shared.metrics.bytes_in.add(n as u64);
+                *budget = budget.saturating_sub(n);
             }
-        };
-        let started = conn.head_started.take().unwrap_or_else(Instant::now);
-        conn.input.drain(..len);
-        served += 1;
-        conn.requests += 1;
-        match serve(&mut conn, shared, head, limits, server, started) {
-            Some(true) => continue,
-            Some(false) => return conn.close_gracefully(),
-            None => return Next::Done,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Err(if conn.incoming.is_some() { park_body(conn, ctx) } else { park_for_head(conn, ctx) })
+            }
+            Err(e) => return Err(gone(conn, &e)),
         }
     }
 }
 
 /// Parks the connection until more of a head arrives (or closes it during a stop).
-fn park_for_head(mut conn: Conn, shared: &Shared, limits: &Limits) -> Next {
-    if shared.stop.is_set() && conn.input.is_empty() {
-        return conn.close_gracefully();
-    }
+fn park_for_head(mut conn: Conn, ctx: &Ctx<'_>) -> Next {
     let now = Instant::now();
     conn.phase = Phase::HttpHead;
     conn.deadline = match conn.head_started {
         // Part of a head is here (or this is a new connection): header_timeout, 408.
-        Some(t) => Some(t + limits.header_timeout),
+        Some(t) => Some(t + ctx.limits.header_timeout),
         // Between requests: keepalive_timeout, silent close.
-        None => limits.keepalive_timeout.map(|d| now + d),
+        None => ctx.limits.keepalive_timeout.map(|d| now + d),
     };
     Next::Park(conn)
 }
 
-thread_local! {
-    /// Per-worker read buffer: heads are read here and only the bytes that came are
-    /// copied onto the connection, so a read costs neither a 16 KiB memset nor, for a
-    /// connection whose buffers were released while parked, a fresh allocation.
-    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; BODY_CHUNK]);
+/// Parks the connection until more of a body arrives: `body_timeout` from now.
+fn park_body(mut conn: Conn, ctx: &Ctx<'_>) -> Next {
+    conn.phase = Phase::HttpBody;
+    conn.deadline = Some(Instant::now() + ctx.limits.body_timeout);
+    Next::Park(conn)
 }
 
-/// Reads once, without blocking, onto the end of `input` (at most `max` bytes).
-fn read_into(stream: &TcpStream, input: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+/// Parks the connection until the client takes more of its response.
+fn park_flush(mut conn: Conn, limits: &Limits) -> Next {
+    conn.phase = Phase::HttpFlush;
+    conn.deadline = Some(Instant::now() + limits.body_timeout);
+    Next::Park(conn)
+}
+
+thread_local! {
+    /// Per-worker read buffer: bytes are read here and only what came is copied onto
+    /// the connection, so a read costs neither a 64 KiB memset nor, for a connection
+    /// whose buffers were released while parked, a fresh allocation.
+    static READ_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Reads once, without blocking, onto the end of `conn.input`.
+fn read_more(conn: &mut Conn) -> io::Result<usize> {
     READ_BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
-        let max = max.min(buf.len());
         loop {
-            match (&*stream).read(&mut buf[..max]) {
+            match (&*conn.stream).read(&mut buf[..]) {
                 Ok(n) => {
-                    input.extend_from_slice(&buf[..n]);
+                    conn.input.extend_from_slice(&buf[..n]);
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -155,438 +242,150 @@ fn read_into(stream: &TcpStream, input: &mut Vec<u8>, max: usize) -> io::Result<
     })
 }
 
-/// Reads once, without blocking, onto the end of `conn.input`.
-fn read_more(conn: &mut Conn) -> io::Result<usize> {
-    read_into(&conn.stream, &mut conn.input, READ_CHUNK)
-}
-
 /// Answers a request that cannot be served, then closes.
-fn reject(conn: Conn, shared: &Shared, resp: Response<'static>, server: Option<&str>, limits: &Limits) -> Next {
-    let status = resp.status;
+fn reject(mut conn: Conn, ctx: &Ctx<'_>, status: u16, detail: &str) -> Next {
     let framing = Framing { version: Version::Http11, head_only: false, keep_alive: false };
-    match response::write(&conn.stream, resp, framing, server, limits.body_timeout) {
-        Ok(w) => {
-            shared.metrics.bytes_out.add(w.bytes);
-            shared.metrics.response(status, Duration::ZERO);
-            tracing::info!(target: "spindle::access", peer = %conn.peer, status, bytes = w.bytes, "rejected request");
-            conn.close_gracefully()
-        }
-        Err(_) => Next::Done,
+    let (Encoded::Buffered(out), _) = response::encode(response::error(status, detail), framing, ctx.server) else {
+        return Next::Done;
+    };
+    ctx.shared.metrics.response(status, std::time::Duration::ZERO);
+    tracing::info!(target: "spindle::access", peer = %conn.peer, status, bytes = out.len() as u64, "rejected request");
+    conn.incoming = None;
+    conn.input = Vec::new();
+    match send_buffered(&mut conn, ctx, out, false) {
+        Sent::Pending => park_flush(conn, ctx.limits),
+        Sent::Broken => Next::Done,
+        Sent::KeepAlive | Sent::Close => conn.close_gracefully(),
     }
 }
 
-/// Serves one parsed request. `Some(keep_alive)`, or `None` if the connection broke.
-fn serve(
-    conn: &mut Conn,
-    shared: &Shared,
-    head: parse::Head,
-    limits: &Limits,
-    server: Option<&str>,
-    started: Instant,
-) -> Option<bool> {
-    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
-    let ctx = Arc::clone(&conn.listener);
-    let method = head.method.clone();
-    let path = head.path.clone();
-    let version = head.version;
-    let head_only = head.method == "HEAD";
-    let mut keep_alive = head.keep_alive && conn.requests < limits.max_requests_per_connection;
-    let progress = Progress::default();
-    let expect = head.expect_continue && head.body != BodyKind::Empty;
-    progress.expect.set(if expect { Continue::Pending } else { Continue::NotAsked });
-    let mut reader = BodyReader::new(&conn.stream, &mut conn.input, &head, limits, &progress);
-    let stream: &TcpStream = &conn.stream;
-
-    // The app's response borrows the body reader; it ends inside this block.
-    let mut keep_alive = {
-        let outcome = if head.method == "OPTIONS" && head.target == "*" {
-            Outcome::Respond(Response::empty(200).with_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS"))
-        } else {
-            match ctx.router.route(&head.path) {
-                None => Outcome::Respond(response::error(404, "")),
-                Some((script_name, app)) => {
-                    let req = Request {
-                        head,
-                        peer: conn.peer,
-                        local: conn.local,
-                        listener: &ctx.name,
-                        script_name,
-                        id,
-                        body: Body { inner: &mut reader },
-                    };
-                    match catch_unwind(AssertUnwindSafe(|| app.call(req))) {
-                        Ok(Ok(resp)) => Outcome::Respond(resp),
-                        Ok(Err(e)) => Outcome::Failed(e.to_string()),
-                        Err(panic) => Outcome::Failed(format!("panicked: {}", panic_message(&*panic))),
-                    }
-                }
-            }
-        };
-        let mut resp = match outcome {
-            Outcome::Respond(mut resp) => match (progress.error.get(), response::check(&mut resp)) {
-                // The app read a malformed or oversized body and answered anyway: the
-                // body's error is the answer.
-                (Some(status), _) => {
-                    keep_alive = false;
-                    response::error(status, "")
-                }
-                (None, Ok(())) => resp,
-                (None, Err(refused)) => {
-                    tracing::error!(request = id, method = %method, path = %path, problem = %refused.0, "the app's response was refused; answering 500");
-                    keep_alive = false;
-                    response::error(500, "")
-                }
-            },
-            Outcome::Failed(why) => {
-                keep_alive = false;
-                match progress.error.get() {
-                    Some(status) => response::error(status, ""),
-                    None => {
-                        tracing::error!(request = id, method = %method, path = %path, error = %why, "the app failed; answering 500");
-                        response::error(500, "")
-                    }
-                }
-            }
-        };
-        let streaming = matches!(resp.body, ResponseBody::Stream(..));
-        if progress.expect.get() == Continue::Pending {
-            if streaming && !head_only {
-                // A streamed response may read the body as it goes: the client must be
-                // told to send it before the final head goes out (RFC 9110 §10.1.1).
-                if write_all(stream, b"HTTP/1.1 100 Continue\r\n\r\n", limits.body_timeout).is_err() {
-                    return None;
-                }
-                progress.expect.set(Continue::Sent);
+fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool) -> Sent {
+    ctx.shared.metrics.bytes_out.add(out.len() as u64);
+    match write_now(&conn.stream, &out) {
+        Ok(n) if n == out.len() => {
+            if keep_alive {
+                Sent::KeepAlive
             } else {
-                // Final answer without the body: the client may not send it at all.
-                progress.expect.set(Continue::Refused);
-                keep_alive = false;
+                Sent::Close
             }
         }
-        if streaming && !head_only {
-            match prefetch(resp, &progress) {
-                Ok(r) => resp = r,
-                Err(e) => {
-                    // Nothing is sent yet, so a malformed or oversized body still gets
-                    // its own status; another failure (timeout, client gone) closes.
-                    let Some(status) = progress.error.get() else {
-                        tracing::debug!(request = id, peer = %conn.peer, error = %e, "body stream failed before the head; closing");
-                        return None;
-                    };
-                    keep_alive = false;
-                    resp = response::error(status, "");
-                }
-            }
+        Ok(n) => {
+            conn.output = if n == 0 { out } else { out[n..].to_vec() };
+            conn.close_after_flush = !keep_alive;
+            Sent::Pending
         }
-        if !matches!(resp.body, ResponseBody::Stream(..)) && !progress.complete.get() && !progress.drainable.get() {
-            keep_alive = false;
+        Err(e) => {
+            tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response not completed; closing");
+            Sent::Broken
         }
-        // Decided now, not before the app ran: a stop that began meanwhile is told to
-        // this client with `Connection: close` (it should reconnect elsewhere).
-        let keep_alive = keep_alive && !shared.draining.load(Ordering::SeqCst);
-        let framing = Framing { version, head_only, keep_alive };
-        let status = resp.status;
-        resp.headers.shrink_to_fit();
-        let written =
-            catch_unwind(AssertUnwindSafe(|| response::write(stream, resp, framing, server, limits.body_timeout)));
-        match written {
-            Ok(Ok(w)) => {
-                shared.metrics.bytes_out.add(w.bytes);
-                shared.metrics.response(w.status, started.elapsed());
-                tracing::info!(
-                    target: "spindle::access",
-                    request = id,
-                    peer = %conn.peer,
-                    method = %method,
-                    path = %path,
-                    status = w.status,
-                    bytes = w.bytes,
-                    us = started.elapsed().as_micros() as u64,
-                );
-                w.keep_alive
+    }
+}
+
+// ---- 3. call and 4. send -----------------------------------------------------------------
+
+/// Calls the app for a complete request and sends its response.
+fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming) -> Sent {
+    let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
+    let (head, started, mut body, body_len) = match incoming.finish() {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::error!(request = id, error = %e, "cannot read back the stored request body; answering 500");
+            let framing = Framing { version: Version::Http11, head_only: false, keep_alive: false };
+            if let (Encoded::Buffered(out), _) = response::encode(response::error(500, ""), framing, ctx.server) {
+                return send_buffered(conn, ctx, out, false);
             }
-            Ok(Err(e)) => {
-                tracing::debug!(request = id, peer = %conn.peer, status, error = %e, "response not completed; closing");
-                return None;
-            }
-            Err(panic) => {
-                tracing::error!(request = id, method = %method, path = %path, panic = %panic_message(&*panic), "the app's body stream panicked; closing");
-                return None;
-            }
+            return Sent::Broken;
         }
     };
-    shared.metrics.bytes_in.add(progress.body_bytes.get());
-    if keep_alive && !progress.complete.get() {
-        // The app left part of the body unread: skip it if it is small, else close.
-        keep_alive = progress.drainable.get() && reader.drain().is_ok() && progress.complete.get();
-    }
-    Some(keep_alive && !shared.draining.load(Ordering::SeqCst))
-}
+    let listener = std::sync::Arc::clone(&conn.listener);
+    let (method, path, version) = (head.method.clone(), head.path.clone(), head.version);
+    let head_only = head.method == "HEAD";
+    let wants_keep_alive = head.keep_alive && conn.requests < ctx.limits.max_requests_per_connection;
+    let options_star = head.method == "OPTIONS" && head.target == "*";
 
-/// Reads the first block of a streamed body before the head is written, so that (1) a
-/// request-body error in it (the echo app streams the request body) is answered with
-/// its status instead of a truncated 200, and (2) a body that ends within it is sent
-/// with `Content-Length` rather than chunked. Reads once (a stream that produces slowly,
-/// such as server-sent events or an interactive chunked upload, is not held back), and
-/// on only while the stream is the request body and that body is complete or short.
-fn prefetch<'a>(mut resp: Response<'a>, progress: &Progress) -> io::Result<Response<'a>> {
-    let ResponseBody::Stream(stream, None) = &mut resp.body else { return Ok(resp) };
-    let mut buf = vec![0u8; PREFETCH];
-    let mut filled = 0;
-    let mut eof = false;
-    while filled < buf.len() {
-        let body_before = progress.body_bytes.get();
-        match stream.read(&mut buf[filled..]) {
-            Ok(0) => {
-                eof = true;
-                break;
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        // Read on only while that cannot hold back a stream: the stream is the request
-        // body, and either that body is complete (the next read is EOF) or it is a
-        // short one of known length, worth having whole before answering.
-        let from_body = progress.body_bytes.get() > body_before;
-        if !(from_body && (progress.complete.get() || progress.short.get())) {
-            break;
-        }
-    }
-    buf.truncate(filled);
-    let body = std::mem::replace(&mut resp.body, ResponseBody::Empty);
-    resp.body = match body {
-        _ if eof => ResponseBody::Bytes(buf),
-        ResponseBody::Stream(rest, None) => ResponseBody::Stream(Box::new(io::Cursor::new(buf).chain(rest)), None),
-        other => other,
-    };
-    Ok(resp)
-}
-
-enum Outcome<'a> {
-    Respond(Response<'a>),
-    Failed(String),
-}
-
-/// Where the `100 Continue` interim response stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Continue {
-    NotAsked,
-    Pending,
-    Sent,
-    Refused,
-}
-
-/// What the turn needs to know about the body while the app holds the reader.
-struct Progress {
-    expect: Cell<Continue>,
-    /// Status owed for a malformed (400) or oversized (413) body.
-    error: Cell<Option<u16>>,
-    complete: Cell<bool>,
-    drainable: Cell<bool>,
-    body_bytes: Cell<u64>,
-    /// The body has a known length that fits the prefetch block.
-    short: Cell<bool>,
-}
-
-impl Default for Progress {
-    fn default() -> Self {
-        Progress {
-            expect: Cell::new(Continue::NotAsked),
-            error: Cell::new(None),
-            complete: Cell::new(false),
-            drainable: Cell::new(false),
-            body_bytes: Cell::new(0),
-            short: Cell::new(false),
-        }
-    }
-}
-
-enum State {
-    Length(u64),
-    Chunked(Box<ChunkedDecoder>),
-    Done,
-}
-
-/// The request body as a blocking `Read` over the non-blocking socket: bytes already
-/// buffered after the head first, then the socket, each wait bounded by `body_timeout`.
-struct BodyReader<'a> {
-    stream: &'a TcpStream,
-    input: &'a mut Vec<u8>,
-    state: State,
-    limit: u64,
-    timeout: Duration,
-    progress: &'a Progress,
-}
-
-impl<'a> BodyReader<'a> {
-    fn new(
-        stream: &'a TcpStream,
-        input: &'a mut Vec<u8>,
-        head: &parse::Head,
-        limits: &Limits,
-        progress: &'a Progress,
-    ) -> Self {
-        let state = match head.body {
-            BodyKind::Empty => State::Done,
-            BodyKind::Length(n) => {
-                progress.short.set(n <= PREFETCH as u64);
-                State::Length(n)
-            }
-            BodyKind::Chunked => State::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default()))),
-        };
-        let reader =
-            BodyReader { stream, input, state, limit: limits.max_body_bytes, timeout: limits.body_timeout, progress };
-        reader.update();
-        reader
-    }
-
-    fn update(&self) {
-        let (complete, drainable) = match &self.state {
-            State::Done => (true, true),
-            State::Length(n) => (false, *n <= DRAIN_LIMIT),
-            State::Chunked(_) => (false, true),
-        };
-        self.progress.complete.set(complete);
-        let expect_ok = !matches!(self.progress.expect.get(), Continue::Refused | Continue::Pending);
-        self.progress.drainable.set(drainable && self.progress.error.get().is_none() && expect_ok);
-    }
-
-    fn fail(&mut self, status: u16, why: &str) -> io::Error {
-        self.progress.error.set(Some(status));
-        self.state = State::Done;
-        self.progress.complete.set(false);
-        self.progress.drainable.set(false);
-        io::Error::new(io::ErrorKind::InvalidData, format!("request body: {why}"))
-    }
-
-    /// Reads more from the socket onto `input`; EOF before the body ends is an error.
-    fn fill(&mut self) -> io::Result<()> {
-        loop {
-            match read_into(self.stream, self.input, BODY_CHUNK) {
-                Ok(0) => {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the client closed before the body ended"))
-                }
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if !wait_ready(self.stream, Interest::READABLE, self.timeout)? {
-                        return Err(self.fail(408, "no body bytes within body_timeout"));
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Reads more onto `input` only if the socket has bytes now; never waits.
-    fn fill_now(&mut self) -> io::Result<bool> {
-        match read_into(self.stream, self.input, BODY_CHUNK) {
-            Ok(n) => Ok(n > 0),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads and discards the rest of a small body.
-    fn drain(&mut self) -> io::Result<()> {
-        let mut sink = [0u8; 8192];
-        let mut total = 0u64;
-        while !matches!(self.state, State::Done) {
-            let n = self.read(&mut sink)?;
-            total += n as u64;
-            if total > DRAIN_LIMIT {
-                return Err(io::Error::other("unread body too large to skip"));
-            }
-        }
-        Ok(())
-    }
-
-    fn send_continue(&mut self) -> io::Result<()> {
-        if self.progress.expect.get() == Continue::Pending {
-            write_all(self.stream, b"HTTP/1.1 100 Continue\r\n\r\n", self.timeout)?;
-            self.progress.expect.set(Continue::Sent);
-        }
-        Ok(())
-    }
-}
-
-impl Read for BodyReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        if let Some(status) = self.progress.error.get() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("request body already failed ({status})")));
-        }
-        if out.is_empty() || matches!(self.state, State::Done) {
-            return Ok(0);
-        }
-        self.send_continue()?;
-        let n = match &mut self.state {
-            State::Done => 0,
-            State::Length(remaining) => {
-                let want = (*remaining).min(out.len() as u64) as usize;
-                let n = if !self.input.is_empty() {
-                    let n = want.min(self.input.len());
-                    out[..n].copy_from_slice(&self.input[..n]);
-                    self.input.drain(..n);
-                    n
-                } else {
-                    // Nothing buffered: read straight into the caller's buffer.
-                    let read = read_some(self.stream, &mut out[..want], self.timeout);
-                    if read.as_ref().is_err_and(|e| e.kind() == io::ErrorKind::TimedOut) {
-                        // A client that stalls mid-body is told so (nginx: client_body_timeout).
-                        return Err(self.fail(408, "no body bytes within body_timeout"));
-                    }
-                    match read? {
-                        0 => {
-                            return Err(io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                "the client closed before the body ended",
-                            ))
-                        }
-                        n => n,
-                    }
+    let (resp, app_failed) = if options_star {
+        (Response::empty(200).with_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS"), false)
+    } else {
+        match listener.router.route(&head.path) {
+            None => (response::error(404, ""), false),
+            Some((script_name, app)) => {
+                let req = Request {
+                    head,
+                    peer: conn.peer,
+                    local: conn.local,
+                    listener: &listener.name,
+                    script_name,
+                    id,
+                    body: Body { inner: &mut body, len: body_len },
                 };
-                *remaining -= n as u64;
-                if *remaining == 0 {
-                    self.state = State::Done;
-                }
-                n
-            }
-            State::Chunked(_) => {
-                // Decode everything already buffered (up to `out`), and wait on the
-                // client only when nothing at all is at hand.
-                let mut total = 0;
-                while let State::Chunked(decoder) = &mut self.state {
-                    if !self.input.is_empty() && total < out.len() {
-                        let (used, written) = match decoder.decode(self.input, &mut out[total..]) {
-                            Ok(r) => r,
-                            Err(e) => return Err(self.fail(400, &e.to_string())),
-                        };
-                        self.input.drain(..used);
-                        total += written;
-                        if decoder.decoded_total() > self.limit {
-                            return Err(self.fail(413, "larger than max_body_bytes"));
-                        }
-                        if decoder.is_done() {
-                            self.state = State::Done;
-                            break;
-                        }
-                        if used > 0 || written > 0 {
-                            continue;
-                        }
+                let called = catch_unwind(AssertUnwindSafe(|| app.call(req)));
+                let failure = match called {
+                    Ok(Ok(mut resp)) => match response::check(&mut resp) {
+                        Ok(()) => Ok(resp),
+                        Err(refused) => Err(format!("its response was refused: {}", refused.0)),
+                    },
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(panic) => Err(format!("panicked: {}", panic_message(&*panic))),
+                };
+                match failure {
+                    Ok(resp) => (resp, false),
+                    Err(why) => {
+                        tracing::error!(request = id, method = %method, path = %path, error = %why, "the app failed; answering 500");
+                        (response::error(500, ""), true)
                     }
-                    if total > 0 {
-                        if total < out.len() && self.fill_now()? {
-                            continue;
-                        }
-                        break;
-                    }
-                    self.fill()?;
                 }
-                total
             }
-        };
-        self.progress.body_bytes.set(self.progress.body_bytes.get() + n as u64);
-        self.update();
-        Ok(n)
-    }
+        }
+    };
+
+    // The one keep-alive decision. A stop that began meanwhile is told to this client
+    // (it should reconnect elsewhere), unless it has already pipelined more requests,
+    // which are answered first.
+    let draining = ctx.shared.draining.load(Ordering::SeqCst);
+    let keep_alive = wants_keep_alive && !app_failed && (!draining || !conn.input.is_empty());
+    let framing = Framing { version, head_only, keep_alive };
+    let status = resp.status;
+    let (encoded, keep_alive) = response::encode(resp, framing, ctx.server);
+    let (sent, bytes) = match encoded {
+        Encoded::Buffered(out) => {
+            let bytes = out.len() as u64;
+            (send_buffered(conn, ctx, out, keep_alive), bytes)
+        }
+        Encoded::Streamed(head, stream, mode) => {
+            let timeout = ctx.limits.body_timeout;
+            let stream_ref: &TcpStream = &conn.stream;
+            match catch_unwind(AssertUnwindSafe(|| response::send_stream(stream_ref, &head, stream, mode, timeout))) {
+                Ok(Ok((bytes, whole))) => {
+                    ctx.shared.metrics.bytes_out.add(bytes);
+                    (if keep_alive && whole { Sent::KeepAlive } else { Sent::Close }, bytes)
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(request = id, peer = %conn.peer, status, error = %e, "response not completed; closing");
+                    return Sent::Broken;
+                }
+                Err(panic) => {
+                    tracing::error!(request = id, method = %method, path = %path, panic = %panic_message(&*panic), "the app's body stream panicked; closing");
+                    return Sent::Broken;
+                }
+            }
+        }
+    };
+    ctx.shared.metrics.response(status, started.elapsed());
+    tracing::info!(
+        target: "spindle::access",
+        request = id,
+        peer = %conn.peer,
+        method = %method,
+        path = %path,
+        status,
+        bytes,
+        us = started.elapsed().as_micros() as u64,
+    );
+    sent
+}
+
+/// The client went away (reset, broken pipe): normal flow, logged at debug.
+fn gone(conn: Conn, e: &io::Error) -> Next {
+    tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "client gone");
+    Next::Done
 }

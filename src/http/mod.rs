@@ -19,38 +19,18 @@
 //! }
 //! ```
 
-pub mod apps;
-pub mod body;
-pub mod conn;
-pub mod parse;
-pub mod response;
+pub(crate) mod apps;
+pub(crate) mod body;
+pub(crate) mod conn;
+pub(crate) mod parse;
+pub(crate) mod receive;
+pub(crate) mod response;
 
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::server::Shared;
-
 pub use parse::Version;
-
-/// A small `Connection: close` response the acceptor writes itself, without a worker:
-/// 503 when the queue is full, 408 when a head did not arrive within `header_timeout`.
-pub fn canned(status: u16, server: Option<&str>) -> Vec<u8> {
-    let reason = response::reason(status);
-    let body = format!("{}\n", reason.to_ascii_lowercase());
-    let mut out = format!("HTTP/1.1 {status} {reason}\r\nDate: {}\r\n", response::now_imf_fixdate());
-    if let Some(server) = server {
-        out.push_str(&format!("Server: {server}\r\n"));
-    }
-    if status == 503 {
-        out.push_str("Retry-After: 1\r\n");
-    }
-    out.push_str(&format!(
-        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    out.into_bytes()
-}
 
 /// What an app returns: a response, or an error the server answers with 500 (or with
 /// the body's own status when the error came from reading a malformed body).
@@ -61,10 +41,12 @@ pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A WSGI-like application, called on a worker thread once per request.
 ///
-/// `call` may block (it runs on a pool thread, not on the event loop) and may panic: a
+/// `call` may block (it runs on a pool thread, not on an event loop) and may panic: a
 /// panic is caught, answered with 500, logged with the request id, and the worker
-/// carries on. The response may borrow the request body (`Response::stream(req.into_body())`
-/// streams it back, as the built-in `echo` app does).
+/// carries on. The body has been received whole before `call` (in memory, or in a
+/// temporary file when large), so reading it never waits on the client. The response
+/// may borrow the request body (`Response::stream(req.into_body())` streams it back,
+/// as the built-in `echo` app does).
 pub trait App: Send + Sync + 'static {
     /// Handles one request.
     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a>;
@@ -93,6 +75,10 @@ impl<'a> Request<'a> {
     /// The percent-decoded path (`/a b`).
     pub fn path(&self) -> &str {
         &self.head.path
+    }
+    /// The path as sent, not percent-decoded (`/a%20b`; WSGI servers' `RAW_URI`).
+    pub fn raw_path(&self) -> &str {
+        &self.head.raw_path
     }
     /// The query string, raw (`x=1`), empty if none.
     pub fn query(&self) -> &str {
@@ -138,8 +124,7 @@ impl<'a> Request<'a> {
     pub fn id(&self) -> u64 {
         self.id
     }
-    /// The request body (de-chunked, capped at `max_body_bytes`). The first read sends
-    /// `100 Continue` if the client asked for it.
+    /// The request body (complete, de-chunked, at most `max_body_bytes`).
     pub fn body(&mut self) -> &mut Body<'a> {
         &mut self.body
     }
@@ -198,10 +183,24 @@ impl<'a> Request<'a> {
     }
 }
 
-/// The request body as a `Read`: de-chunked, limited, with `100 Continue` on first read.
-/// Reading past a malformed body or the size limit fails with `InvalidData`.
+/// The request body as a `Read`: complete (the server receives it whole before the
+/// app is called, so reading it never waits on the network), de-chunked, at most
+/// `max_body_bytes`.
 pub struct Body<'a> {
     pub(crate) inner: &'a mut (dyn Read + 'a),
+    pub(crate) len: u64,
+}
+
+impl Body<'_> {
+    /// The body's length in bytes (de-chunked).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the request has no body.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl Read for Body<'_> {
@@ -270,22 +269,14 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds a router from the config's `(prefix, built-in name)` pairs and the apps an
-    /// embedding program mounted (which win on equal prefixes).
-    pub fn new(config: &[(String, String)], custom: &[(String, Arc<dyn App>)], shared: &Arc<Shared>) -> Router {
+    /// Builds a router from `(prefix, app)` pairs; a later pair replaces an earlier one
+    /// at the same prefix (so an embedding program's mounts win over built-in ones).
+    pub(crate) fn new(pairs: Vec<(String, Arc<dyn App>)>) -> Router {
         let mut mounts: Vec<(String, Arc<dyn App>)> = Vec::new();
-        let mut add = |prefix: &str, app: Arc<dyn App>| {
+        for (prefix, app) in pairs {
             let prefix = prefix.trim_end_matches('/').to_string();
             mounts.retain(|(p, _)| *p != prefix);
             mounts.push((prefix, app));
-        };
-        for (prefix, name) in config {
-            if let Some(app) = apps::builtin(name, shared) {
-                add(prefix, app);
-            }
-        }
-        for (prefix, app) in custom {
-            add(prefix, Arc::clone(app));
         }
         mounts.sort_by_key(|m| std::cmp::Reverse(m.0.len()));
         Router { mounts }

@@ -18,8 +18,6 @@ use std::net::TcpStream;
 use crate::conn::write_all;
 use crate::http::{Response, ResponseBody, Version};
 
-/// Bodies up to this size are sent in the same write as the head.
-const COALESCE: usize = 64 * 1024;
 /// Read size when streaming a body.
 const STREAM_CHUNK: usize = 32 * 1024;
 
@@ -31,18 +29,6 @@ pub struct Framing {
     /// The request was `HEAD`: headers only.
     pub head_only: bool,
     /// Whether the connection may stay open after this response.
-    pub keep_alive: bool,
-}
-
-/// What was written.
-#[derive(Debug, Clone, Copy)]
-pub struct Written {
-    /// The status actually sent (500 when the app's response was refused).
-    pub status: u16,
-    /// Bytes written, head included.
-    pub bytes: u64,
-    /// Whether the connection may stay open (the framing allowed it and the body was
-    /// complete).
     pub keep_alive: bool,
 }
 
@@ -88,6 +74,25 @@ pub fn reason(status: u16) -> &'static str {
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }
+}
+
+/// A small `Connection: close` response the acceptor writes itself, without a worker:
+/// 503 when the queue is full, 408 when a head did not arrive within `header_timeout`.
+pub(crate) fn canned(status: u16, server: Option<&str>) -> Vec<u8> {
+    let reason = reason(status);
+    let body = format!("{}\n", reason.to_ascii_lowercase());
+    let mut out = format!("HTTP/1.1 {status} {reason}\r\nDate: {}\r\n", now_imf_fixdate());
+    if let Some(server) = server {
+        out.push_str(&format!("Server: {server}\r\n"));
+    }
+    if status == 503 {
+        out.push_str("Retry-After: 1\r\n");
+    }
+    out.push_str(&format!(
+        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    out.into_bytes()
 }
 
 /// A plain-text error response: the status line's words as the body.
@@ -143,15 +148,28 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
     Ok(())
 }
 
-/// Writes `resp` (already `check`ed) to `conn`. An I/O error means the connection is
-/// unusable; the caller closes it.
-pub fn write(
-    conn: &TcpStream,
-    resp: Response<'_>,
-    framing: Framing,
-    server: Option<&str>,
-    timeout: Duration,
-) -> io::Result<Written> {
+/// A response turned into bytes: all of it when its body is in memory, else the head
+/// and the stream to copy after it.
+pub(crate) enum Encoded<'a> {
+    /// Head and body, complete.
+    Buffered(Vec<u8>),
+    /// The head, then a body read from the app's stream.
+    Streamed(Vec<u8>, Box<dyn Read + 'a>, StreamMode),
+}
+
+/// How a streamed body is framed on the wire.
+pub(crate) enum StreamMode {
+    /// `Content-Length: n`.
+    Exact(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Delimited by closing the connection (HTTP/1.0).
+    UntilClose,
+}
+
+/// Encodes `resp` (already `check`ed). Returns the bytes (or head and stream) and
+/// whether the connection may stay open after it.
+pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&str>) -> (Encoded<'a>, bool) {
     let status = resp.status;
     let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
     let mut keep_alive = framing.keep_alive;
@@ -166,93 +184,81 @@ pub fn write(
     for (name, value) in &resp.headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
-    enum Out<'b> {
-        Nothing,
-        Bytes(Vec<u8>),
-        Exact(Box<dyn Read + 'b>, u64),
-        Chunked(Box<dyn Read + 'b>),
-        UntilClose(Box<dyn Read + 'b>),
-    }
-    let send = match resp.body {
+    let mut body = None;
+    let mut stream = None;
+    match resp.body {
         ResponseBody::Empty => {
             if status != 204 && status != 304 {
                 head.push_str("Content-Length: 0\r\n");
             }
-            Out::Nothing
         }
         ResponseBody::Bytes(b) => {
             if status != 204 && status != 304 {
                 let _ = write!(head, "Content-Length: {}\r\n", b.len());
             }
-            if no_body {
-                Out::Nothing
-            } else {
-                Out::Bytes(b)
+            if !no_body {
+                body = Some(b);
             }
         }
         ResponseBody::Stream(r, Some(n)) => {
             if status != 204 && status != 304 {
                 let _ = write!(head, "Content-Length: {n}\r\n");
             }
-            if no_body {
-                Out::Nothing
-            } else {
-                Out::Exact(r, n)
+            if !no_body {
+                stream = Some((r, StreamMode::Exact(n)));
             }
         }
-        ResponseBody::Stream(_, None) if no_body => Out::Nothing,
+        ResponseBody::Stream(_, None) if no_body => {}
         ResponseBody::Stream(r, None) => match framing.version {
             Version::Http11 => {
                 head.push_str("Transfer-Encoding: chunked\r\n");
-                Out::Chunked(r)
+                stream = Some((r, StreamMode::Chunked));
             }
             Version::Http10 => {
                 keep_alive = false;
-                Out::UntilClose(r)
+                stream = Some((r, StreamMode::UntilClose));
             }
         },
-    };
+    }
     if !keep_alive {
         head.push_str("Connection: close\r\n");
     } else if framing.version == Version::Http10 {
         head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
-
     let mut out = head.into_bytes();
-    let mut bytes = out.len() as u64;
-    match send {
-        Out::Nothing => write_all(conn, &out, timeout)?,
-        Out::Bytes(b) => {
-            bytes += b.len() as u64;
-            if b.len() <= COALESCE {
+    match stream {
+        Some((r, mode)) => (Encoded::Streamed(out, r, mode), keep_alive),
+        None => {
+            if let Some(b) = body {
                 out.extend_from_slice(&b);
-                write_all(conn, &out, timeout)?;
-            } else {
-                write_all(conn, &out, timeout)?;
-                write_all(conn, &b, timeout)?;
             }
-        }
-        Out::Exact(mut r, n) => {
-            write_all(conn, &out, timeout)?;
-            let copied = copy(&mut r, conn, Some(n), false, timeout)?;
-            bytes += copied;
-            if copied < n {
-                // The app promised more than it had: the client cannot frame the next
-                // response, so the connection must end.
-                keep_alive = false;
-            }
-        }
-        Out::Chunked(mut r) => {
-            write_all(conn, &out, timeout)?;
-            bytes += copy(&mut r, conn, None, true, timeout)?;
-        }
-        Out::UntilClose(mut r) => {
-            write_all(conn, &out, timeout)?;
-            bytes += copy(&mut r, conn, None, false, timeout)?;
+            (Encoded::Buffered(out), keep_alive)
         }
     }
-    Ok(Written { status, bytes, keep_alive })
+}
+
+/// Sends a streamed response: the head, then the body copied from the app's stream,
+/// each wait for the client bounded by `timeout`. Returns the bytes written and
+/// whether the body came out whole (an app that promised more than it had leaves the
+/// client unable to frame the next response: the connection must end).
+pub(crate) fn send_stream(
+    conn: &TcpStream,
+    head: &[u8],
+    mut body: Box<dyn Read + '_>,
+    mode: StreamMode,
+    timeout: Duration,
+) -> io::Result<(u64, bool)> {
+    write_all(conn, head, timeout)?;
+    let bytes = head.len() as u64;
+    Ok(match mode {
+        StreamMode::Exact(n) => {
+            let copied = copy(&mut body, conn, Some(n), false, timeout)?;
+            (bytes + copied, copied == n)
+        }
+        StreamMode::Chunked => (bytes + copy(&mut body, conn, None, true, timeout)?, true),
+        StreamMode::UntilClose => (bytes + copy(&mut body, conn, None, false, timeout)?, true),
+    })
 }
 
 /// Copies a body stream to the client, chunked or not, at most `limit` bytes.

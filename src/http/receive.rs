@@ -1,0 +1,253 @@
+//! Receiving a request body before the app runs: the connection engine's rule that no
+//! thread waits on a client.
+//!
+//! A request whose head has arrived becomes an [`Incoming`]: the parsed head and its
+//! body as it arrives, de-chunked, in memory up to `body_buffer_bytes` and spilled to
+//! an anonymous temporary file beyond that, up to `max_body_bytes` (nginx's
+//! `client_body_buffer_size` and `client_body_temp_path`, waitress's `inbuf_overflow`).
+//! Between segments the connection is parked (`Phase::HttpBody`), costing no thread.
+//!
+//! This module is sans-IO apart from the spill file: `feed` consumes bytes the turn has
+//! read onto the connection's input buffer and says whether the body is complete, needs
+//! more, or is refused (400 malformed chunking, 413 too large). The app then reads the
+//! complete body through [`ReceivedBody`].
+
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::time::Instant;
+
+use crate::http::body::{ChunkedDecoder, ChunkedLimits};
+use crate::http::parse::{BodyKind, Head};
+
+/// How far a body has come.
+#[derive(Debug)]
+pub(crate) enum Progress {
+    /// Every byte is here.
+    Complete,
+    /// More is to come from the client.
+    NeedMore,
+    /// The body cannot be accepted: answer with this status and close.
+    Refused(u16, String),
+}
+
+enum Framing {
+    Length(u64),
+    Chunked(Box<ChunkedDecoder>),
+    Done,
+}
+
+/// A request being received: head parsed, body arriving.
+pub(crate) struct Incoming {
+    /// The parsed head.
+    pub head: Head,
+    /// When its first byte arrived (for the access log's duration).
+    pub started: Instant,
+    framing: Framing,
+    sink: Sink,
+    limit: u64,
+}
+
+/// Where body bytes go: memory up to a threshold, then an unnamed temporary file.
+struct Sink {
+    memory: Vec<u8>,
+    file: Option<File>,
+    len: u64,
+    threshold: usize,
+}
+
+impl Sink {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.file.is_none() && self.memory.len() + bytes.len() > self.threshold {
+            let mut file = temp_file()?;
+            file.write_all(&self.memory)?;
+            self.memory = Vec::new();
+            self.file = Some(file);
+        }
+        match &mut self.file {
+            Some(f) => f.write_all(bytes)?,
+            None => self.memory.extend_from_slice(bytes),
+        }
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// An anonymous file in the temporary directory: `O_TMPFILE` where the file system has
+/// it (no name ever exists), else a file that is unlinked as soon as it is open.
+fn temp_file() -> io::Result<File> {
+    use rustix::fs::{Mode, OFlags};
+    let dir = std::env::temp_dir();
+    let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+    match rustix::fs::open(&dir, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => Ok(File::from(fd)),
+        Err(_) => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!(".spindle-body-{}-{n}", std::process::id()));
+            let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+            let _ = std::fs::remove_file(&path);
+            Ok(file)
+        }
+    }
+}
+
+impl Incoming {
+    /// Starts receiving the body `head` announces.
+    pub(crate) fn new(head: Head, started: Instant, threshold: usize, limit: u64) -> Incoming {
+        let framing = match head.body {
+            BodyKind::Empty | BodyKind::Length(0) => Framing::Done,
+            BodyKind::Length(n) => Framing::Length(n),
+            BodyKind::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default()))),
+        };
+        let sink = Sink { memory: Vec::new(), file: None, len: 0, threshold };
+        Incoming { head, started, framing, sink, limit }
+    }
+
+    /// Consumes body bytes from the front of `input` (leaving any pipelined bytes after
+    /// the body there).
+    pub(crate) fn feed(&mut self, input: &mut Vec<u8>) -> Progress {
+        match self.feed_inner(input) {
+            Ok(p) => p,
+            Err(e) => Progress::Refused(500, format!("cannot store the request body: {e}")),
+        }
+    }
+
+    fn feed_inner(&mut self, input: &mut Vec<u8>) -> io::Result<Progress> {
+        match &mut self.framing {
+            Framing::Done => Ok(Progress::Complete),
+            Framing::Length(remaining) => {
+                let n = (*remaining).min(input.len() as u64) as usize;
+                self.sink.write(&input[..n])?;
+                input.drain(..n);
+                *remaining -= n as u64;
+                if *remaining == 0 {
+                    self.framing = Framing::Done;
+                    return Ok(Progress::Complete);
+                }
+                Ok(Progress::NeedMore)
+            }
+            Framing::Chunked(decoder) => {
+                let mut out = [0u8; 16 * 1024];
+                let mut consumed = 0;
+                loop {
+                    let (used, written) = match decoder.decode(&input[consumed..], &mut out) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            input.drain(..consumed);
+                            return Ok(Progress::Refused(400, e.to_string()));
+                        }
+                    };
+                    consumed += used;
+                    if decoder.decoded_total() > self.limit {
+                        input.drain(..consumed);
+                        return Ok(Progress::Refused(413, "larger than max_body_bytes".into()));
+                    }
+                    self.sink.write(&out[..written])?;
+                    if decoder.is_done() {
+                        input.drain(..consumed);
+                        self.framing = Framing::Done;
+                        return Ok(Progress::Complete);
+                    }
+                    if used == 0 && written == 0 {
+                        input.drain(..consumed);
+                        return Ok(Progress::NeedMore);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The head and the complete body (and its length), for the app.
+    pub(crate) fn finish(self) -> io::Result<(Head, Instant, ReceivedBody, u64)> {
+        let len = self.sink.len;
+        let body = match self.sink.file {
+            Some(mut f) => {
+                f.seek(SeekFrom::Start(0))?;
+                ReceivedBody::File(f)
+            }
+            None => ReceivedBody::Memory(Cursor::new(self.sink.memory)),
+        };
+        Ok((self.head, self.started, body, len))
+    }
+}
+
+/// A complete request body, as the app reads it.
+pub(crate) enum ReceivedBody {
+    /// Up to `body_buffer_bytes`.
+    Memory(Cursor<Vec<u8>>),
+    /// Larger: an unnamed temporary file, gone when closed.
+    File(File),
+}
+
+impl Read for ReceivedBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ReceivedBody::Memory(c) => c.read(buf),
+            ReceivedBody::File(f) => f.read(buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{parse_head, HeadLimits, Parsed};
+
+    fn incoming(head: &[u8], threshold: usize, limit: u64) -> Incoming {
+        let limits =
+            HeadLimits { max_header_bytes: 16384, max_headers: 100, max_uri_bytes: 8192, max_body_bytes: limit };
+        let Ok(Parsed::Complete { head, .. }) = parse_head(head, &limits) else { panic!("bad test head") };
+        Incoming::new(head, Instant::now(), threshold, limit)
+    }
+
+    fn body_of(inc: Incoming) -> Vec<u8> {
+        let (_, _, mut body, len) = inc.finish().unwrap();
+        let mut out = Vec::new();
+        body.read_to_end(&mut out).unwrap();
+        assert_eq!(out.len() as u64, len);
+        out
+    }
+
+    #[test]
+    fn a_length_body_arriving_in_pieces_is_whole_and_leaves_pipelined_bytes() {
+        let mut inc = incoming(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n", 64, 1 << 20);
+        let mut input = b"0123".to_vec();
+        assert!(matches!(inc.feed(&mut input), Progress::NeedMore));
+        assert!(input.is_empty());
+        input.extend_from_slice(b"456789GET / HTTP/1.1\r\n");
+        assert!(matches!(inc.feed(&mut input), Progress::Complete));
+        assert_eq!(input, b"GET / HTTP/1.1\r\n");
+        assert_eq!(body_of(inc), b"0123456789");
+    }
+
+    #[test]
+    fn a_body_past_the_buffer_spills_to_a_file_and_reads_back_intact() {
+        let mut inc = incoming(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 300000\r\n\r\n", 1024, 1 << 20);
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        for piece in data.chunks(7000) {
+            let mut input = piece.to_vec();
+            let _ = inc.feed(&mut input);
+        }
+        assert!(matches!(inc.framing, Framing::Done));
+        assert!(inc.sink.file.is_some(), "spilled");
+        assert_eq!(body_of(inc), data);
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_and_refused_when_too_large_or_malformed() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut inc = incoming(head, 64, 1 << 20);
+        let mut input = b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\nNEXT".to_vec();
+        assert!(matches!(inc.feed(&mut input), Progress::Complete));
+        assert_eq!(input, b"NEXT");
+        assert_eq!(body_of(inc), b"hello world");
+
+        let mut inc = incoming(head, 64, 8);
+        let mut input = b"10\r\n0123456789abcdef\r\n0\r\n\r\n".to_vec();
+        assert!(matches!(inc.feed(&mut input), Progress::Refused(413, _)));
+
+        let mut inc = incoming(head, 64, 1 << 20);
+        let mut input = b"zz\r\nhello\r\n".to_vec();
+        assert!(matches!(inc.feed(&mut input), Progress::Refused(400, _)));
+    }
+}
