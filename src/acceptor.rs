@@ -324,8 +324,8 @@ impl Acceptor {
             return;
         }
         let blocked = self.pool.sample_blocked();
-        if blocked >= 0.5 {
-            let added = self.pool.grow(blocked.ceil() as usize);
+        if blocked > 0 {
+            let added = self.pool.grow(blocked);
             if added > 0 {
                 tracing::debug!(target: "spindle::saturation", added, blocked, "workers blocked in their jobs; pool grown");
             }

@@ -30,7 +30,7 @@ use toml::{Spanned, Value};
 pub const DEFAULT_TOML: &str = include_str!("../config/spindle.toml");
 
 /// Names of the built-in HTTP apps a `[listener.apps]` table may mount.
-pub const BUILTIN_APPS: &[&str] = &["hello", "echo", "environ", "healthz", "readyz", "metrics", "status"];
+pub const BUILTIN_APPS: &[&str] = &["hello", "echo", "environ", "healthz", "readyz", "metrics", "status", "sleep"];
 
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq)]
