@@ -49,10 +49,6 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         let mut scratch = scratch.borrow_mut();
         let mut budget = TURN_BUDGET;
         loop {
-            // Stop reading once a stop began: what was read has been written back.
-            if shared.listeners_closed.is_set() {
-                return conn.close_gracefully();
-            }
             if budget == 0 {
                 return park(conn, Phase::Echo);
             }
@@ -63,7 +59,14 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
                     return Next::Done;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return park(conn, Phase::Echo),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // During a stop, close once everything that had arrived is echoed;
+                    // what comes after the FIN is answered with a reset.
+                    if shared.listeners_closed.is_set() {
+                        return conn.close_gracefully();
+                    }
+                    return park(conn, Phase::Echo);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return gone(conn, &e),
             };
