@@ -415,3 +415,158 @@ impl crate::pool::Source for Lot {
         self.wake_all();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Protocol;
+    use crate::conn::Registry;
+    use crate::listener::ListenerCtx;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    struct Rig {
+        _poll: mio::Poll,
+        lot: Lot,
+        registry: Arc<Registry>,
+        listener: TcpListener,
+        ctx: Arc<ListenerCtx>,
+    }
+
+    fn rig() -> Rig {
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ctx = Arc::new(ListenerCtx {
+            name: "t".into(),
+            addr: listener.local_addr().unwrap(),
+            protocol: Protocol::Echo,
+            router: Arc::default(),
+        });
+        let registry = Arc::new(Registry::new(Arc::clone(&waker)));
+        Rig { _poll: poll, lot: Lot::new(waker).unwrap(), registry, listener, ctx }
+    }
+
+    impl Rig {
+        /// A parked-ready server-side connection and the client's end.
+        fn conn(&self, phase: Phase, deadline: Option<Instant>) -> (Conn, TcpStream) {
+            let client = TcpStream::connect(self.ctx.addr).unwrap();
+            let (server, peer) = self.listener.accept().unwrap();
+            server.set_nonblocking(true).unwrap();
+            let mut conn = Conn::new(server, peer, Arc::clone(&self.ctx), &self.registry);
+            conn.phase = phase;
+            conn.deadline = deadline;
+            (conn, client)
+        }
+    }
+
+    fn id_of(w: Wait) -> Option<(u64, bool)> {
+        match w {
+            Wait::Conn(c, queued) => Some((c.id, queued.is_some())),
+            _ => None,
+        }
+    }
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    #[test]
+    fn a_parked_connection_goes_to_one_waiter_once_per_arming() {
+        let r = rig();
+        let (conn, mut client) = r.conn(Phase::Echo, None);
+        let id = conn.id;
+        r.lot.park(conn);
+        assert!(id_of(r.lot.wait(SHORT)).is_none(), "nothing to read yet: no wake-up");
+        client.write_all(b"x").unwrap();
+        let Wait::Conn(conn, None) = r.lot.wait(Duration::from_secs(5)) else { panic!("readable: handed out") };
+        assert_eq!(conn.id, id);
+        assert!(!r.lot.is_drained(), "out with a worker");
+        client.write_all(b"y").unwrap();
+        assert!(id_of(r.lot.wait(SHORT)).is_none(), "one-shot: not handed out again while a worker has it");
+        r.lot.release(Next::Park(conn));
+        assert_eq!(id_of(r.lot.wait(Duration::from_secs(5))), Some((id, false)), "re-armed: the unread bytes wake it");
+    }
+
+    #[test]
+    fn the_run_queue_is_served_through_its_bell_in_order() {
+        let r = rig();
+        let (a, _ca) = r.conn(Phase::Echo, None);
+        let (b, _cb) = r.conn(Phase::Echo, None);
+        let (ida, idb) = (a.id, b.id);
+        r.lot.enqueue(a);
+        r.lot.enqueue(b);
+        assert_eq!(r.lot.queue_len(), 2);
+        assert_eq!(id_of(r.lot.wait(SHORT)), Some((ida, true)));
+        assert_eq!(id_of(r.lot.wait(SHORT)), Some((idb, true)));
+        assert!(id_of(r.lot.wait(SHORT)).is_none(), "queue empty: the bell is quiet");
+    }
+
+    #[test]
+    fn an_expired_connection_leaves_and_its_late_event_is_ignored() {
+        let r = rig();
+        let past = Instant::now() - Duration::from_millis(1);
+        let (conn, mut client) = r.conn(Phase::Echo, Some(past));
+        let id = conn.id;
+        r.lot.park(conn);
+        client.write_all(b"x").unwrap();
+        let expired = r.lot.expired(Instant::now());
+        assert_eq!(expired.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+        // The readiness event may still be delivered: it finds nothing and says so.
+        assert!(id_of(r.lot.wait(SHORT)).is_none());
+        assert!(r.lot.is_drained());
+        drop(expired);
+    }
+
+    #[test]
+    fn the_stop_sweep_takes_idle_connections_and_closes_later_idle_parks() {
+        let r = rig();
+        let (idle, _c1) = r.conn(Phase::Echo, None);
+        let (flushing, _c2) = r.conn(Phase::EchoFlush, None);
+        let (late, mut c3) = r.conn(Phase::Echo, None);
+        r.lot.park(idle);
+        r.lot.park(flushing);
+        let swept = r.lot.close_idle();
+        assert_eq!(swept.len(), 1, "only the idle one; work in progress stays");
+        assert_eq!(r.lot.parked(), 1);
+        // A park after the sweep closes an idle connection (FIN) instead of keeping it.
+        r.lot.park(late);
+        c3.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!(std::io::Read::read(&mut c3, &mut buf).unwrap(), 0, "the late park got a FIN");
+    }
+
+    #[test]
+    fn steal_takes_ready_connections_out_for_the_acceptor() {
+        let r = rig();
+        let (conn, mut client) = r.conn(Phase::Echo, None);
+        let id = conn.id;
+        r.lot.park(conn);
+        client.write_all(b"x").unwrap();
+        let mut stolen = Vec::new();
+        for _ in 0..100 {
+            stolen = r.lot.steal(8);
+            if !stolen.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(stolen.iter().map(|c| c.id).collect::<Vec<_>>(), vec![id]);
+        assert_eq!(r.lot.parked(), 0);
+    }
+
+    #[test]
+    fn shut_wakes_every_waiter_for_good() {
+        let r = Arc::new(rig().lot);
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let lot = Arc::clone(&r);
+                std::thread::spawn(move || matches!(lot.wait(Duration::from_secs(10)), Wait::Shutdown))
+            })
+            .collect();
+        std::thread::sleep(SHORT); // let them block: pacing, the assertion does not depend on it
+        r.shut();
+        for w in waiters {
+            assert!(w.join().unwrap(), "woken with Shutdown");
+        }
+        assert!(matches!(r.wait(SHORT), Wait::Shutdown), "and every later wait too");
+    }
+}
