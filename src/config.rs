@@ -103,6 +103,9 @@ pub struct Limits {
     /// A request body up to this size is held in memory; a larger one is spilled to
     /// an unnamed temporary file. At least 1024.
     pub body_buffer_bytes: usize,
+    /// Slowest average pace, in bytes per second after a 5 s grace, at which a client
+    /// may take a streamed response before the connection is closed; 0: no floor.
+    pub min_send_rate: usize,
     /// Requests per keep-alive connection; at least 1.
     pub max_requests_per_connection: usize,
 }
@@ -233,6 +236,7 @@ impl Default for Limits {
             max_uri_bytes: 8192,
             max_body_bytes: 16 * 1024 * 1024,
             body_buffer_bytes: 64 * 1024,
+            min_send_rate: 240,
             max_requests_per_connection: 1000,
         }
     }
@@ -297,6 +301,7 @@ impl Config {
         kv(&mut out, "max_uri_bytes", &format_size(l.max_uri_bytes as u64));
         kv(&mut out, "max_body_bytes", &format_size(l.max_body_bytes));
         kv(&mut out, "body_buffer_bytes", &format_size(l.body_buffer_bytes as u64));
+        kv(&mut out, "min_send_rate", &l.min_send_rate.to_string());
         kv(&mut out, "max_requests_per_connection", &l.max_requests_per_connection.to_string());
 
         out.push_str("\n[log]\n");
@@ -473,6 +478,7 @@ struct RawLimits {
     max_uri_bytes: Option<Spanned<Value>>,
     max_body_bytes: Option<Spanned<Value>>,
     body_buffer_bytes: Option<Spanned<Value>>,
+    min_send_rate: Option<Spanned<i64>>,
     max_requests_per_connection: Option<Spanned<i64>>,
 }
 
@@ -762,6 +768,7 @@ impl Ctx<'_> {
                 d.body_buffer_bytes,
                 1024,
             )?,
+            min_send_rate: self.count(&r.min_send_rate, "limits.min_send_rate", d.min_send_rate, 0)?,
             max_requests_per_connection: self.count(
                 &r.max_requests_per_connection,
                 "limits.max_requests_per_connection",

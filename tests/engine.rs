@@ -244,3 +244,41 @@ fn sigterm_under_echo_load_echoes_every_byte_read_or_resets() {
     let status = daemon.wait_exit(Duration::from_secs(15)).expect("exited");
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_client_that_stops_reading_a_streamed_response_is_cut_after_the_grace() {
+    // Streamed responses are the one place a worker writes on behalf of a client; a
+    // client that stops reading is held to min_send_rate after a 5 s grace.
+    let daemon = Daemon::start(&http_config(
+        "min_threads = 1\nmax_threads = 1",
+        "max_body_bytes = \"64MiB\"\nmin_send_rate = 10000000\nbody_timeout = \"60s\"",
+    ));
+    let addr = daemon.addr("http");
+    let mut hog = connect(addr);
+    let body = vec![b'b'; 40 << 20];
+    hog.write_all(format!("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes())
+        .unwrap();
+    hog.write_all(&body).unwrap();
+    // Readiness: the response has begun (the body is in), then the hog stops reading.
+    let mut head = [0u8; 12];
+    hog.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let started = Instant::now();
+    // The one worker is busy streaming to the hog until the pace check cuts it off;
+    // then a new client is served.
+    let answer = get(addr, "/");
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(3), "the grace is honoured: {waited:?}");
+    assert!(waited < Duration::from_secs(15), "cut off well before body_timeout: {waited:?}");
+    // The hog's response is incomplete: the connection ends before 40 MiB.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match hog.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < body.len(), "the slow reader got {got} bytes of a 40 MiB stream");
+}

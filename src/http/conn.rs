@@ -352,9 +352,9 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming) -> Sent {
             (send_buffered(conn, ctx, out, keep_alive), bytes)
         }
         Encoded::Streamed(head, stream, mode) => {
-            let timeout = ctx.limits.body_timeout;
+            let pace = response::Pace::new(ctx.limits.min_send_rate, ctx.limits.body_timeout);
             let stream_ref: &TcpStream = &conn.stream;
-            match catch_unwind(AssertUnwindSafe(|| response::send_stream(stream_ref, &head, stream, mode, timeout))) {
+            match catch_unwind(AssertUnwindSafe(|| response::send_stream(stream_ref, &head, stream, mode, pace))) {
                 Ok(Ok((bytes, whole))) => {
                     ctx.shared.metrics.bytes_out.add(bytes);
                     (if keep_alive && whole { Sent::KeepAlive } else { Sent::Close }, bytes)

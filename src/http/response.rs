@@ -10,12 +10,14 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::io::{self, Read};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use std::net::TcpStream;
 
-use crate::conn::write_all;
+use mio::Interest;
+
+use crate::conn::wait_ready;
 use crate::http::{Response, ResponseBody, Version};
 
 /// Read size when streaming a body.
@@ -238,8 +240,61 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     }
 }
 
+/// The pace a client must keep while a worker copies a streamed response to it
+/// (ASP.NET Kestrel's `MinResponseDataRate`): no single wait longer than `stall`, and
+/// after `GRACE` an average of at least `min_rate` bytes per second.
+pub(crate) struct Pace {
+    started: Instant,
+    sent: u64,
+    min_rate: u64,
+    stall: Duration,
+}
+
+/// How long a streamed response may go at any pace before `min_send_rate` applies.
+const GRACE: Duration = Duration::from_secs(5);
+
+impl Pace {
+    pub(crate) fn new(min_rate: usize, stall: Duration) -> Pace {
+        Pace { started: Instant::now(), sent: 0, min_rate: min_rate as u64, stall }
+    }
+
+    /// The longest the next wait for the client may be; zero: it is too slow already.
+    fn budget(&self) -> Duration {
+        if self.min_rate == 0 {
+            return self.stall;
+        }
+        let earned = GRACE + Duration::from_secs_f64(self.sent as f64 / self.min_rate as f64);
+        earned.saturating_sub(self.started.elapsed()).min(self.stall)
+    }
+
+    /// Writes all of `buf`, waiting for the client within the pace.
+    fn write_all(&mut self, conn: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match (&*conn).write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    buf = &buf[n..];
+                    self.sent += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let budget = self.budget();
+                    if budget.is_zero() || !wait_ready(conn, Interest::WRITABLE, budget)? {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "client took the streamed response slower than min_send_rate or body_timeout allow",
+                        ));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Sends a streamed response: the head, then the body copied from the app's stream,
-/// each wait for the client bounded by `timeout`. Returns the bytes written and
+/// the client held to `pace`. Returns the bytes written and
 /// whether the body came out whole (an app that promised more than it had leaves the
 /// client unable to frame the next response: the connection must end).
 pub(crate) fn send_stream(
@@ -247,22 +302,22 @@ pub(crate) fn send_stream(
     head: &[u8],
     mut body: Box<dyn Read + '_>,
     mode: StreamMode,
-    timeout: Duration,
+    mut pace: Pace,
 ) -> io::Result<(u64, bool)> {
-    write_all(conn, head, timeout)?;
+    pace.write_all(conn, head)?;
     let bytes = head.len() as u64;
     Ok(match mode {
         StreamMode::Exact(n) => {
-            let copied = copy(&mut body, conn, Some(n), false, timeout)?;
+            let copied = copy(&mut body, conn, Some(n), false, &mut pace)?;
             (bytes + copied, copied == n)
         }
-        StreamMode::Chunked => (bytes + copy(&mut body, conn, None, true, timeout)?, true),
-        StreamMode::UntilClose => (bytes + copy(&mut body, conn, None, false, timeout)?, true),
+        StreamMode::Chunked => (bytes + copy(&mut body, conn, None, true, &mut pace)?, true),
+        StreamMode::UntilClose => (bytes + copy(&mut body, conn, None, false, &mut pace)?, true),
     })
 }
 
 /// Copies a body stream to the client, chunked or not, at most `limit` bytes.
-fn copy(r: &mut dyn Read, conn: &TcpStream, limit: Option<u64>, chunked: bool, timeout: Duration) -> io::Result<u64> {
+fn copy(r: &mut dyn Read, conn: &TcpStream, limit: Option<u64>, chunked: bool, pace: &mut Pace) -> io::Result<u64> {
     let mut buf = vec![0u8; STREAM_CHUNK + 32];
     let mut total = 0u64;
     loop {
@@ -283,13 +338,13 @@ fn copy(r: &mut dyn Read, conn: &TcpStream, limit: Option<u64>, chunked: bool, t
             let start = 16 - size.len();
             buf[start..16].copy_from_slice(size.as_bytes());
             buf[16 + n..16 + n + 2].copy_from_slice(b"\r\n");
-            write_all(conn, &buf[start..16 + n + 2], timeout)?;
+            pace.write_all(conn, &buf[start..16 + n + 2])?;
         } else {
-            write_all(conn, &buf[16..16 + n], timeout)?;
+            pace.write_all(conn, &buf[16..16 + n])?;
         }
     }
     if chunked {
-        write_all(conn, b"0\r\n\r\n", timeout)?;
+        pace.write_all(conn, b"0\r\n\r\n")?;
         total += 5;
     }
     Ok(total)
