@@ -353,7 +353,9 @@ def markdown(path, cmds_path, idle_n, elapsed):
         "new connections, one every 50 ms; a request not answered with a complete 200 "
         "within 2 s counts as not answered. Percentiles are over all 200, an unanswered "
         "request ranking above every answered one (`unanswered` when the percentile falls "
-        "on one); max is the slowest answered. `slow conns` is the most connections "
+        "on one); max is the slowest answered. Not answered: refused (connect refused or "
+        "reset), timeout (nothing complete in 2 s), bad (a status other than 200, or the "
+        "connection closed or reset early: the kinds, with counts per round, in brackets). `slow conns` is the most connections "
         "slowhttptest had open at once; `probe down` the seconds its own probe got no "
         "answer within 3 s; threads and RSS are read while under attack, CPU over the "
         "whole attack. Medians of rounds.\n")
@@ -365,6 +367,8 @@ def markdown(path, cmds_path, idle_n, elapsed):
                 continue
             ans = med(data, *key, "answered")
             lost = "/".join(fmt(med(data, *key, k)) for k in ("refused", "timeout", "bad"))
+            kinds = "; ".join(k for k in raw.get(key + ("bad_kinds",), []) if k not in ("-", "NA"))
+            lost += f" (bad: {kinds})" if kinds else ""
             rows.append([title, LABEL.get(s, s),
                          f"{fmt(ans)}/200" if ans is not None else "fail",
                          fmt(med(data, *key, "p50_ms"), 1), fmt(med(data, *key, "p99_ms"), 1),

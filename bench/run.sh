@@ -605,7 +605,7 @@ w8_slow() {
         cpu1=$(cpu_ticks "${SPID[$s]}")
         { echo "### w8 $s -$mode round $r: ${cmd[*]}"; sed 's/\x1b\[[0-9;]*m//g' "$pre.out" | tail -12
           echo "normal client: $line"; } >>"$RAW"
-        for k in answered p50_ms p99_ms max_ms refused timeout bad; do
+        for k in answered p50_ms p99_ms max_ms refused timeout bad bad_kinds; do
           v=$(sed -n "s/.*\b$k=\([^ ]*\).*/\1/p" <<<"$line")
           record w8 "$s" "$mode" "$r" "$k" "${v:-NA}"
         done

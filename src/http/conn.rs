@@ -114,6 +114,13 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         conn.requests += 1;
         // 3. call, 4. send
         match respond(&mut conn, &ctx, *incoming) {
+            // Nothing more buffered: park at once rather than try a read that a
+            // request-response client cannot have answered yet (it is still reading
+            // our response). The re-arm reports bytes that did arrive meanwhile.
+            Sent::KeepAlive if conn.input.is_empty() && served < TURN_REQUESTS => {
+                conn.head_started = None;
+                return park_for_head(conn, &ctx);
+            }
             Sent::KeepAlive => continue,
             Sent::Close => return conn.close_gracefully(),
             Sent::Pending => return park_flush(conn, limits),
