@@ -411,7 +411,10 @@ impl Acceptor {
             }
             self.close_listeners_and_idle();
         }
-        let finished = self.shared.lot.is_drained();
+        // Every connection, parked, queued, lingering or with a worker, is in the
+        // registry until it is dropped: none left means the drain is complete. (Each
+        // close wakes this loop while accepting is paused, as it is during a stop.)
+        let finished = self.shared.registry.open() == 0;
         let stopping = self.stopping.as_mut()?;
         if stopping.cut_until.is_none() && !finished && stopping.deadline.is_some_and(|d| now >= d) {
             stopping.cut = self.shared.registry.cut_all();

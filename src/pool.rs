@@ -219,8 +219,15 @@ impl<S: Source> Pool<S> {
             if !slot.busy.load(Ordering::SeqCst) {
                 continue;
             }
+            // Read /proc only for a worker still in the job it was in at the last look
+            // (or new to it): under a fast load none is, and this costs nothing.
+            let prev = samples.get(&id).copied();
+            if prev.is_some_and(|p| p.jobs != jobs) {
+                fresh.insert(id, Sample { jobs, asleep: false });
+                continue;
+            }
             let asleep = asleep_on_the_world(&slot);
-            if asleep && samples.get(&id).is_some_and(|p| p.jobs == jobs && p.asleep) {
+            if asleep && prev.is_some_and(|p| p.asleep) {
                 blocked += 1;
             }
             fresh.insert(id, Sample { jobs, asleep });
