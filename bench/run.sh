@@ -94,6 +94,14 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# Drops a PID from PIDS once its process has been waited for, so the EXIT trap never
+# signals a PID the system may have handed to someone else since.
+forget() {
+  local p keep=()
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
 trap 'exit 130' INT TERM
 
 # Waits (bounded) until 127.0.0.1:$1 accepts a connection.
@@ -477,11 +485,13 @@ keepalive_timeout = \"120s\""
       run_wrk w3 "$s" "$IDLE_N" "$r" 50
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
+      forget "$pid"
       sleep 0.5   # let the server reap 10k closes before the next one starts
     done
   done
   kill -TERM "${SPID[spindle-idle]}" 2>/dev/null || true
   wait "${SPID[spindle-idle]}" 2>/dev/null || true
+  forget "${SPID[spindle-idle]}"
 }
 
 w4_echo_tput() {
@@ -540,7 +550,8 @@ graceful_timeout = "10s"'
       kill -TERM "$SP_PID"
       rc=0; wait "$SP_PID" || rc=$?
       t1=$(date +%s%N)
-      [ -n "$wpid" ] && { kill -TERM "$wpid" 2>/dev/null || true; wait "$wpid" 2>/dev/null || true; }
+      forget "$SP_PID"
+      [ -n "$wpid" ] && { kill -TERM "$wpid" 2>/dev/null || true; wait "$wpid" 2>/dev/null || true; forget "$wpid"; }
       echo "### w6 $mode round $r: exit=$rc $(grep -o 'stopped:.*' "$lg" || true)" >>"$RAW"
       record w6 spindle "$mode" "$r" stop_ms "$(( (t1 - t0) / 1000000 ))"
       record w6 spindle "$mode" "$r" exit "$rc"
@@ -602,6 +613,7 @@ w8_slow() {
           "$NORMAL_GAP_MS" "$NORMAL_TIMEOUT" || echo "answered=NA")
         rss=$(rss_kb "${SPID[$s]}"); thr=$(threads_of "${SPID[$s]}")  # under attack
         wait "$pid" 2>/dev/null || true
+        forget "$pid"
         cpu1=$(cpu_ticks "${SPID[$s]}")
         { echo "### w8 $s -$mode round $r: ${cmd[*]}"; sed 's/\x1b\[[0-9;]*m//g' "$pre.out" | tail -12
           echo "normal client: $line"; } >>"$RAW"
@@ -714,6 +726,7 @@ plot() {
   gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 </dev/null || term="png size 800,500"
   gnuplot <<EOF
 set terminal $term
+set termoption noenhanced
 set output '$PLOT'
 set title "hello keep-alive: wrk -t1 -d${DUR}s, median of $ROUNDS rounds ($(nproc) cores, loopback)"
 set xlabel "connections"

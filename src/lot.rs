@@ -13,10 +13,12 @@
 //! when every worker is stuck it `steal`s ready connections into the bounded run queue
 //! (or sheds them); workers serve the queue first, through the `BELL` eventfd.
 //!
-//! Every change happens under one lock. That includes `epoll_ctl`: a connection is
-//! re-armed only while it is in the map and the lock is held, so no other thread can
-//! have taken it out and closed its descriptor (whose number the kernel may already
-//! have given to a new connection) between the insert and the re-arm.
+//! Every change to a parked connection happens under the lock of its shard (the map is
+//! split in sixteen by id). That includes `epoll_ctl`: a connection is re-armed only
+//! while it is in the map and its shard's lock is held, so no other thread can have
+//! taken it out and closed its descriptor (whose number the kernel may already have
+//! given to a new connection) between the insert and the re-arm. `docs/engine.md` has
+//! the whole protocol.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
