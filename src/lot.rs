@@ -300,7 +300,7 @@ impl Lot {
         let _ = rustix::io::write(&self.shutdown_bell, &1u64.to_ne_bytes());
     }
 
-// ---- the acceptor ----------------------------------------------------------------
+    // ---- the acceptor ----------------------------------------------------------------
 
     /// Takes up to `max` ready connections out of the epoll without waiting, for the
     /// acceptor to queue or shed while every worker is stuck.
