@@ -343,7 +343,7 @@ impl Acceptor {
         let capacity = self.shared.config().pool.queue_capacity;
         for conn in self.shared.lot.steal(STEAL_BATCH) {
             if conn.phase == Phase::Closing {
-                if let Next::Park(conn) = service::linger(conn) {
+                if let Next::Park(conn) = conn.linger() {
                     self.shared.lot.park(conn);
                 }
             } else if service::sheddable(&conn) && self.shared.lot.queue_len() >= capacity {
@@ -447,7 +447,7 @@ impl Acceptor {
         for conn in self.shared.lot.close_idle() {
             // Read what raced in before the FIN (an echo session's unread bytes get a
             // reset), then wait for the client's EOF.
-            if let Next::Park(conn) = service::linger_after(conn.close_gracefully()) {
+            if let Next::Park(conn) = conn.close_and_linger() {
                 self.shared.lot.park(conn);
             }
         }

@@ -173,6 +173,25 @@ impl Conn {
         }
     }
 
+    /// A lingering connection turned readable: discard what came (keep lingering), or
+    /// end at EOF (or, with `reset_on_late_input`, at any byte).
+    pub fn linger(mut self) -> Next {
+        if self.discard_input() {
+            Next::Park(self)
+        } else {
+            Next::Done
+        }
+    }
+
+    /// `close_gracefully`, then read what raced in before the FIN: the start of a
+    /// stop's or a shed's close.
+    pub fn close_and_linger(self) -> Next {
+        match self.close_gracefully() {
+            Next::Park(conn) => conn.linger(),
+            Next::Done => Next::Done,
+        }
+    }
+
     /// Closes with a reset (RST) instead of a FIN: for a connection that holds client
     /// bytes the server will never act on, so the peer learns they were not taken.
     pub fn reset(self) -> Next {

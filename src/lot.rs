@@ -172,7 +172,7 @@ impl Lot {
         if self.closing.load(Ordering::SeqCst) && conn.is_idle() {
             // Closed outside the lock: a lingering close reads from the socket.
             drop(shard);
-            conn = match crate::service::linger_after(conn.close_gracefully()) {
+            conn = match conn.close_and_linger() {
                 Next::Park(c) => c,
                 Next::Done => return,
             };

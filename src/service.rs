@@ -38,28 +38,11 @@ pub(crate) fn opened(conn: &mut Conn, shared: &Shared, now: Instant) {
 /// One turn of the connection's protocol, on a worker thread.
 pub(crate) fn turn(conn: Conn, shared: &Shared) -> Next {
     if conn.phase == Phase::Closing {
-        return linger(conn);
+        return conn.linger();
     }
     match conn.listener.protocol {
         Protocol::Echo => echo::turn(conn, shared),
         Protocol::Http => http::conn::turn(conn, shared),
-    }
-}
-
-/// A lingering connection turned readable: discard, or end at EOF.
-pub(crate) fn linger(mut conn: Conn) -> Next {
-    if conn.discard_input() {
-        Next::Park(conn)
-    } else {
-        Next::Done
-    }
-}
-
-/// `linger` for what a `close_gracefully` decided.
-pub(crate) fn linger_after(next: Next) -> Next {
-    match next {
-        Next::Park(conn) => linger(conn),
-        Next::Done => Next::Done,
     }
 }
 

@@ -1,11 +1,12 @@
 //! `StopEvent`: the one shared "stop now" flag, the native-thread form of
 //! `eventlet.event.Event`.
 //!
-//! It is set once (by the signal thread, or by an embedding program through
-//! `ServerHandle`) and read by everyone: the acceptor between poll rounds, workers
-//! between jobs and between requests (to answer with `Connection: close`), and the main
-//! thread, which blocks on it. Nothing polls it in a loop: waits use a condvar. Setting
-//! it twice is harmless; it never resets.
+//! In the server it is `Shared::listeners_closed`: the acceptor sets it once, when a
+//! stop has closed the listeners (after `drain_delay`), and workers read it between
+//! requests and echo reads (to close instead of keeping a connection). Signals do not
+//! set it directly: they send `Control` messages to the acceptor, which runs the stop.
+//! It is public for embedding programs, which can wait on one with a timeout instead
+//! of polling. Setting it twice is harmless; it never resets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
