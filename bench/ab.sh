@@ -8,11 +8,12 @@
 #   ... change ...
 #   cargo build --release && bench/ab.sh /tmp/spindle-before target/release/spindle
 #
-# Env: ROUNDS (3), C (50), D (4, seconds), THREADS (4: spindle's pool, min = max).
+# Env: ROUNDS (3), C (50), D (4, seconds), THREADS (unset: spindle's default pool;
+# a number pins it, min = max).
 # Needs wrk and nginx (bench/run.sh installs them). Loopback only; stops what it starts.
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 SPINDLE_BIN [SPINDLE_BIN...]" >&2; exit 2; }
-ROUNDS=${ROUNDS:-3} C=${C:-50} D=${D:-4} THREADS=${THREADS:-4}
+ROUNDS=${ROUNDS:-3} C=${C:-50} D=${D:-4} THREADS=${THREADS:-}
 for tool in wrk nginx ss; do command -v "$tool" >/dev/null || { echo "$0: $tool is missing (bench/run.sh installs it)" >&2; exit 2; }; done
 
 work=$(mktemp -d /tmp/spindle-ab.XXXXXX)
@@ -42,9 +43,7 @@ pids+=($!)
 
 sp_port=$(free_port)
 cat >"$work/spindle.toml" <<EOF
-[pool]
-min_threads = $THREADS
-max_threads = $THREADS
+$( [ -n "$THREADS" ] && printf '[pool]\nmin_threads = %s\nmax_threads = %s\n' "$THREADS" "$THREADS" )
 [limits]
 keepalive_timeout = "120s"
 max_requests_per_connection = 1000000

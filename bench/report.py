@@ -63,6 +63,10 @@ def parse_wrk(path):
     if m:
         errors += int(m.group(1))
     out["errors"] = str(errors) if "Requests/sec" in text else "NA"
+    if out["requests"] == "0":
+        # Not one response in the whole run: a failed run, not a figure of 0.
+        for k in ("rps", "errors", "p50_ms", "p99_ms"):
+            out[k] = "NA"
     for k, v in out.items():
         print(k, v)
 
