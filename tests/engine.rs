@@ -282,3 +282,37 @@ fn a_client_that_stops_reading_a_streamed_response_is_cut_after_the_grace() {
     }
     assert!(got < body.len(), "the slow reader got {got} bytes of a 40 MiB stream");
 }
+
+#[test]
+fn a_cpu_bound_load_does_not_grow_the_pool() {
+    // The first design added a thread whenever a job waited: hello under load grew the
+    // default pool to 64 threads and lost a third of its throughput. Busy is not
+    // blocked: the pool stays at min_threads.
+    let daemon =
+        Daemon::start(&http_config("min_threads = 2\nmax_threads = 16", "max_requests_per_connection = 1000000"));
+    let addr = daemon.addr("http");
+    let until = Instant::now() + Duration::from_millis(1500);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut s = connect(addr);
+                let mut served = 0u32;
+                let mut buf = [0u8; 4096];
+                while Instant::now() < until {
+                    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+                    let mut got = Vec::new();
+                    while !got.ends_with(b"Hello, World!\n") {
+                        let n = s.read(&mut buf).unwrap();
+                        assert!(n > 0, "closed");
+                        got.extend_from_slice(&buf[..n]);
+                    }
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect();
+    let served: u32 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert!(served > 1000, "the load ran: {served} requests");
+    assert_eq!(daemon.workers(), 2, "8 busy keep-alive clients are not a reason to add threads");
+}
