@@ -85,7 +85,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
     // 1. flush
     if !conn.output.is_empty() {
         match conn.flush() {
-            Ok(true) if conn.close_after_flush => return conn.close_gracefully(),
+            Ok(true) if conn.close_after_flush => return close_after_response(conn),
             Ok(true) => {}
             Ok(false) => return park_flush(conn, limits),
             Err(e) => return gone(conn, &e),
@@ -122,7 +122,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
                 return park_for_head(conn, &ctx);
             }
             Sent::KeepAlive => continue,
-            Sent::Close => return conn.close_gracefully(),
+            Sent::Close => return close_after_response(conn),
             Sent::Pending => return park_flush(conn, limits),
             Sent::Broken => return Next::Done,
         }
@@ -196,6 +196,26 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
             Err(e) => return Err(gone(conn, &e)),
         }
     }
+}
+
+/// Ends a connection after a complete `Connection: close` response. A lingering close
+/// exists to keep unread client bytes from turning the close into a reset that could
+/// destroy the response in flight (RFC 9112 §9.6); when nothing is buffered and nothing
+/// is waiting in the socket, a plain close is as safe and saves a park, a wake-up and
+/// a read per connection (nginx lingers only when the client may still send, too).
+fn close_after_response(mut conn: Conn) -> Next {
+    if conn.input.is_empty() {
+        let mut probe = [0u8; 1];
+        match (&*conn.stream).read(&mut probe) {
+            // The client closed too, or has sent nothing more: close now.
+            Ok(0) => return Next::Done,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Next::Done,
+            // It did send more (a pipelined request after our close): linger.
+            Ok(_) => conn.input.push(probe[0]),
+            Err(_) => return Next::Done,
+        }
+    }
+    conn.close_gracefully()
 }
 
 /// Parks the connection until more of a head arrives (or closes it during a stop).
