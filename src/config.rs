@@ -61,6 +61,15 @@ pub struct ServerConfig {
     pub server_header: Option<String>,
 }
 
+/// The default `pool.min_threads`: the number of CPUs this process may run on (cgroup
+/// quotas included), at least 1 and at most the default `max_threads`. A CPU-bound load
+/// is served best by one running worker per CPU (measured on 2 CPUs under `wrk -c50` on
+/// hello: a floor of 2 gave 1.18x the requests per second of a floor of 4, and 1.3x per
+/// CPU-second); a blocking one grows the pool from there (`pool.rs`).
+pub fn default_min_threads() -> usize {
+    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, 64)
+}
+
 /// `[pool]` settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
@@ -214,7 +223,7 @@ impl Default for ServerConfig {
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
-            min_threads: 4,
+            min_threads: default_min_threads(),
             max_threads: 64,
             queue_capacity: 1024,
             idle_timeout: Some(Duration::from_secs(60)),
@@ -703,24 +712,21 @@ impl Ctx<'_> {
 
     fn pool(&self, r: &RawPool) -> Result<PoolConfig, Error> {
         let d = PoolConfig::default();
-        let min_threads = self.count(&r.min_threads, "pool.min_threads", d.min_threads, 1)?;
         let max_threads = self.count(&r.max_threads, "pool.max_threads", d.max_threads, 1)?;
+        // Unset, the minimum is the CPU count, capped by a maximum the operator wrote.
+        let min_threads = match &r.min_threads {
+            None => d.min_threads.min(max_threads),
+            Some(_) => self.count(&r.min_threads, "pool.min_threads", d.min_threads, 1)?,
+        };
         if min_threads > max_threads {
-            // Blame the key the operator wrote; if both were written, the
-            // minimum (the first in the file, as documented).
-            return Err(match (&r.min_threads, &r.max_threads) {
-                (Some(v), _) => self.bad(
+            // Only a written minimum can exceed the maximum (an unset one is capped).
+            if let Some(v) = &r.min_threads {
+                return Err(self.bad(
                     v,
                     "pool.min_threads",
                     format_args!("({min_threads}) is above pool.max_threads ({max_threads})"),
-                ),
-                (None, Some(v)) => self.bad(
-                    v,
-                    "pool.max_threads",
-                    format_args!("({max_threads}) is below pool.min_threads ({min_threads}, the default)"),
-                ),
-                (None, None) => unreachable!("defaults satisfy min_threads <= max_threads"),
-            });
+                ));
+            }
         }
         Ok(PoolConfig {
             min_threads,
@@ -1188,6 +1194,15 @@ protocol = "http"
     }
 
     #[test]
+    fn an_unset_min_threads_is_the_cpu_count_capped_by_a_written_max() {
+        let c = Config::parse(&format!("[pool]\nmax_threads = 1\n{LISTENER}"), "x.toml").unwrap();
+        assert_eq!((c.pool.min_threads, c.pool.max_threads), (1, 1));
+        let c = Config::parse(LISTENER, "x.toml").unwrap();
+        assert_eq!(c.pool.min_threads, default_min_threads());
+        assert!(c.pool.min_threads >= 1 && c.pool.min_threads <= c.pool.max_threads);
+    }
+
+    #[test]
     fn bad_files_name_key_and_line() {
         let http = "[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:8080\"\nprotocol = \"http\"\n[listener.apps]\n";
         // (case, text, expected line, expected key, text the message must hold)
@@ -1268,13 +1283,6 @@ protocol = "http"
                 2,
                 "pool.min_threads",
                 "pool.min_threads (9) is above pool.max_threads (2)",
-            ),
-            (
-                "max below default min",
-                format!("[pool]\nmax_threads = 2\n{LISTENER}"),
-                2,
-                "pool.max_threads",
-                "is below pool.min_threads (4",
             ),
             (
                 "zero queue_capacity",
