@@ -157,6 +157,14 @@ impl Conn {
         }
     }
 
+    /// Whether the socket has bytes (or an EOF) to read now, without reading them.
+    pub fn readable(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(&*self.stream, PollFlags::IN)];
+        matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
+            && fds[0].revents().contains(PollFlags::IN)
+    }
+
     /// Starts a lingering close: sends FIN after everything written so far, then parks
     /// to discard what the client still sends, for at most `LINGER`.
     pub fn close_gracefully(mut self) -> Next {
@@ -244,25 +252,6 @@ pub(crate) fn write_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(written)
-}
-
-/// Writes all of `buf` to a non-blocking socket, waiting for writability up to
-/// `timeout` each time it would block. A timeout is `ErrorKind::TimedOut`.
-pub(crate) fn write_all(stream: &TcpStream, mut buf: &[u8], timeout: Duration) -> io::Result<()> {
-    while !buf.is_empty() {
-        match (&*stream).write(buf) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if !wait_ready(stream, Interest::WRITABLE, timeout)? {
-                    return Err(io::Error::new(io::ErrorKind::TimedOut, "client did not take the response in time"));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 impl Drop for Conn {

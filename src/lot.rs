@@ -108,11 +108,13 @@ impl Shard {
 }
 
 fn flags_for(conn: &Conn) -> EventFlags {
-    let base = EventFlags::ONESHOT | EventFlags::RDHUP;
     if conn.wants_write() {
-        base | EventFlags::OUT
+        // Not RDHUP: a client that half-closes and stops reading would make every re-arm
+        // fire at once, and a worker would spin on a flush that writes nothing. HUP and
+        // ERR (a reset) are reported regardless.
+        EventFlags::ONESHOT | EventFlags::OUT
     } else {
-        base | EventFlags::IN
+        EventFlags::ONESHOT | EventFlags::RDHUP | EventFlags::IN
     }
 }
 
@@ -169,7 +171,7 @@ impl Lot {
         if self.gone.load(Ordering::SeqCst) {
             return; // dropping closes it
         }
-        if self.closing.load(Ordering::SeqCst) && conn.is_idle() {
+        if self.closing.load(Ordering::SeqCst) && conn.is_idle() && !conn.readable() {
             // Closed outside the lock: a lingering close reads from the socket.
             drop(shard);
             conn = match conn.close_and_linger() {
@@ -378,10 +380,22 @@ impl Lot {
     pub(crate) fn close_idle(&self) -> Vec<Conn> {
         self.closing.store(true, Ordering::SeqCst);
         let mut out = Vec::new();
+        let mut serve = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let ids: Vec<u64> = shard.conns.values().filter(|c| c.is_idle()).map(|c| c.id).collect();
-            out.extend(ids.into_iter().filter_map(|id| shard.remove(id)));
+            for conn in ids.into_iter().filter_map(|id| shard.remove(id)) {
+                // A request (or echo bytes) that arrived just before the stop is answered
+                // (with `Connection: close`) rather than discarded by the close.
+                if conn.readable() {
+                    serve.push(conn);
+                } else {
+                    out.push(conn);
+                }
+            }
+        }
+        for conn in serve {
+            self.enqueue(conn);
         }
         out
     }

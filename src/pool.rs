@@ -392,8 +392,12 @@ fn take_done(st: &mut State) -> Vec<Worker> {
         return Vec::new();
     }
     let done = std::mem::take(&mut st.done);
-    let (finished, running) = std::mem::take(&mut st.handles).into_iter().partition(|w| done.contains(&w.id));
+    let (finished, running): (Vec<Worker>, Vec<Worker>) =
+        std::mem::take(&mut st.handles).into_iter().partition(|w| done.contains(&w.id));
     st.handles = running;
+    // A thread that exited before `spawn` recorded its handle: keep its id for the
+    // next reap, or its handle would never be joined (and be reported as stuck).
+    st.done = done.into_iter().filter(|id| !finished.iter().any(|w| w.id == *id)).collect();
     finished
 }
 

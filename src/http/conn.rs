@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::Limits;
-use crate::conn::{write_all, write_now, Conn, Next, Phase};
+use crate::conn::{write_now, Conn, Next, Phase};
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
 use crate::http::response::{self, Encoded, Framing};
@@ -164,15 +164,24 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
                 Ok(Parsed::Complete { head, len }) => {
                     conn.input.drain(..len);
                     let started = conn.head_started.take().unwrap_or_else(Instant::now);
-                    if head.expect_continue && head.body != BodyKind::Empty && conn.input.is_empty() {
-                        // The client waits for this before sending the body (RFC 9110
-                        // §10.1.1); the server reads bodies itself, so it asks at once.
-                        if write_all(&conn.stream, b"HTTP/1.1 100 Continue\r\n\r\n", ctx.limits.body_timeout).is_err() {
-                            return Err(Next::Done);
-                        }
-                    }
+                    let ask = head.expect_continue && head.body != BodyKind::Empty && conn.input.is_empty();
                     conn.incoming =
                         Some(Box::new(Incoming::new(head, started, ctx.body_buffer, ctx.limits.max_body_bytes)));
+                    if ask {
+                        // The client waits for this before sending the body (RFC 9110
+                        // §10.1.1); the server reads bodies itself, so it asks at once.
+                        // Never waiting: what the socket does not take now is flushed
+                        // first when the connection turns writable.
+                        const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+                        match write_now(&conn.stream, CONTINUE) {
+                            Ok(n) if n == CONTINUE.len() => {}
+                            Ok(n) => {
+                                conn.output.extend_from_slice(&CONTINUE[n..]);
+                                return Err(park_flush(conn, ctx.limits));
+                            }
+                            Err(_) => return Err(Next::Done),
+                        }
+                    }
                     continue;
                 }
                 Ok(Parsed::Partial) => {}
