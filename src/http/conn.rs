@@ -113,7 +113,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         served += 1;
         conn.requests += 1;
         // 3. call, 4. send
-        match respond(&mut conn, &ctx, *incoming) {
+        match respond(&mut conn, &ctx, *incoming, served) {
             // Nothing more buffered: park at once rather than try a read that a
             // request-response client cannot have answered yet (it is still reading
             // our response). The re-arm reports bytes that did arrive meanwhile.
@@ -320,7 +320,7 @@ fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool)
 // ---- 3. call and 4. send -----------------------------------------------------------------
 
 /// Calls the app for a complete request and sends its response.
-fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming) -> Sent {
+fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) -> Sent {
     let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
     let (head, started, mut body, body_len) = match incoming.finish() {
         Ok(parts) => parts,
@@ -376,9 +376,11 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming) -> Sent {
 
     // The one keep-alive decision. A stop that began meanwhile is told to this client
     // (it should reconnect elsewhere), unless it has already pipelined more requests,
-    // which are answered first.
+    // which are answered first: at most the rest of this turn's budget, so a client
+    // that never stops pipelining cannot hold the drain open.
     let draining = ctx.shared.draining.load(Ordering::SeqCst);
-    let keep_alive = wants_keep_alive && !app_failed && (!draining || !conn.input.is_empty());
+    let pipelined = !conn.input.is_empty() && served < TURN_REQUESTS;
+    let keep_alive = wants_keep_alive && !app_failed && (!draining || pipelined);
     let framing = Framing { version, head_only, keep_alive };
     let status = resp.status;
     let (encoded, keep_alive) = response::encode(resp, framing, ctx.server);
