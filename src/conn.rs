@@ -159,10 +159,23 @@ impl Conn {
 
     /// Whether the socket has bytes (or an EOF) to read now, without reading them.
     pub fn readable(&self) -> bool {
+        self.poll_now(rustix::event::PollFlags::IN).contains(rustix::event::PollFlags::IN)
+    }
+
+    /// Whether the peer has closed or reset the connection (without reading from it).
+    pub fn hung_up(&self) -> bool {
+        use rustix::event::PollFlags;
+        self.poll_now(PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+    }
+
+    /// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
+    fn poll_now(&self, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = [PollFd::new(&*self.stream, PollFlags::IN)];
-        matches!(poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })), Ok(n) if n > 0)
-            && fds[0].revents().contains(PollFlags::IN)
+        let mut fds = [PollFd::new(&*self.stream, interest)];
+        match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
+            Ok(n) if n > 0 => fds[0].revents(),
+            _ => PollFlags::empty(),
+        }
     }
 
     /// Starts a lingering close: sends FIN after everything written so far, then parks

@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-
 use crate::config::Protocol;
 use crate::conn::{Conn, Next, Phase};
 use crate::http::response::canned;
@@ -96,20 +94,10 @@ pub(crate) fn admit(conn: Conn, since: Instant, shared: &Shared) -> Result<Conn,
     if since.elapsed() > shared.config().pool.queue_timeout {
         return Err(shed(conn, shared));
     }
-    if conn.listener.protocol == Protocol::Http && hung_up(&conn) {
+    if conn.listener.protocol == Protocol::Http && conn.hung_up() {
         shared.metrics.dropped.inc();
         tracing::debug!(conn = conn.id, peer = %conn.peer, "client left while queued; its request is not run");
         return Err(Next::Done);
     }
     Ok(conn)
-}
-
-/// Whether the peer has closed or reset the connection (without reading from it).
-fn hung_up(conn: &Conn) -> bool {
-    let mut fds = [PollFd::new(&*conn.stream, PollFlags::RDHUP)];
-    let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
-    match poll(&mut fds, Some(&zero)) {
-        Ok(n) if n > 0 => fds[0].revents().intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR),
-        _ => false,
-    }
 }
