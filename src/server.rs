@@ -142,11 +142,21 @@ impl ServerBuilder {
         }
         let mut listeners = Vec::new();
         for (i, cfg) in self.config.listeners.iter().enumerate() {
-            let passed = activated.as_mut().and_then(|a| a.get_mut(i)).map(|l| l.try_clone());
+            let passed = activated.as_mut().and_then(|a| a.get_mut(i)).and_then(Option::take);
             let std_listener = match passed {
-                Some(Ok(l)) => l,
-                Some(Err(e)) => return Err(StartError::Io(e)),
-                None => listener::bind(cfg).map_err(StartError::Bind)?,
+                Some(l) => l,
+                None => {
+                    let l = listener::bind(cfg).map_err(StartError::Bind)?;
+                    if activated.is_some() {
+                        tracing::warn!(
+                            listener = %cfg.name,
+                            "systemd passed no socket named {:?}; bound {} itself (start its .socket unit to have systemd hold the port)",
+                            cfg.name,
+                            cfg.bind
+                        );
+                    }
+                    l
+                }
             };
             let addr = std_listener.local_addr()?;
             let router = match cfg.protocol {

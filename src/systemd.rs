@@ -109,13 +109,18 @@ impl std::fmt::Display for ActivationError {
 
 impl std::error::Error for ActivationError {}
 
-/// The listening sockets systemd passed, one per configured listener in config order,
-/// or `None` when this process was not socket-activated.
+/// The listening sockets systemd passed, one slot per configured listener in config
+/// order, or `None` when this process was not socket-activated.
 ///
-/// With `LISTEN_FDNAMES` naming every listener, sockets are matched by name; otherwise
-/// by position. Any mismatch is an error naming what is missing: a half-activated
-/// daemon listening on a mix of passed and self-bound sockets would be a trap.
-pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpListener>>, ActivationError> {
+/// With `LISTEN_FDNAMES` naming listeners, sockets are matched by name, and a listener
+/// no socket is named after gets `None`: the caller binds it itself. That is what makes
+/// starting only one of several `.socket` units work instead of failing the start (and
+/// being re-triggered by the waiting connection into systemd's start limit). A name
+/// that matches no listener is an error, not a guess: a typo would otherwise leave a
+/// passed socket unserved while the daemon binds the address itself. Without names
+/// (systemd's default, the unit name) sockets are matched by position, which needs
+/// one per listener.
+pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<Option<TcpListener>>>, ActivationError> {
     let names: Option<Vec<String>> =
         std::env::var("LISTEN_FDNAMES").ok().map(|v| v.split(':').map(str::to_string).collect());
     let activated = std::env::var_os("LISTEN_FDS").is_some();
@@ -128,24 +133,28 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpList
             Ok(None)
         };
     }
-    // Names that match listeners must match all of them: a typo or a renamed listener
-    // is an error, not a silent fall-back to positions (the order of sockets from
-    // several units is not the config's). Names that match none of them (systemd's
-    // default, the unit name) mean "by position".
+    let listener_names = || listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ");
     let by_name = names.as_ref().filter(|n| n.iter().any(|name| listeners.iter().any(|l| l.name == *name)));
     if let Some(n) = by_name {
-        let missing: Vec<&str> = listeners.iter().filter(|l| !n.contains(&l.name)).map(|l| l.name.as_str()).collect();
-        if !missing.is_empty() || n.len() != fds.len() {
+        let unknown: Vec<&str> =
+            n.iter().filter(|name| !listeners.iter().any(|l| l.name == **name)).map(String::as_str).collect();
+        if !unknown.is_empty() || n.len() != fds.len() {
             return Err(ActivationError(format!(
-                "LISTEN_FDNAMES {n:?} names some listeners but not all (missing {missing:?}): set FileDescriptorName= to each [[listener]] name: {}",
-                listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                "LISTEN_FDNAMES {n:?} names {unknown:?}, which is no [[listener]]: set FileDescriptorName= to a listener's name ({})",
+                listener_names()
             )));
         }
     }
     let mut out = Vec::with_capacity(listeners.len());
     for (i, listener) in listeners.iter().enumerate() {
         let index = match by_name {
-            Some(names) => names.iter().position(|n| *n == listener.name).unwrap_or(i),
+            Some(names) => match names.iter().position(|n| *n == listener.name) {
+                Some(index) => index,
+                None => {
+                    out.push(None);
+                    continue;
+                }
+            },
             None if fds.len() == listeners.len() => i,
             None => {
                 return Err(ActivationError(format!(
@@ -153,7 +162,7 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpList
                     fds.len(),
                     names.unwrap_or_default(),
                     listeners.len(),
-                    listeners.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+                    listener_names()
                 )))
             }
         };
@@ -164,7 +173,7 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<TcpList
         socket
             .set_nonblocking(true)
             .map_err(|e| ActivationError(format!("socket {index} for listener \"{}\": {e}", listener.name)))?;
-        out.push(socket);
+        out.push(Some(socket));
     }
     Ok(Some(out))
 }

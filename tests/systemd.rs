@@ -208,10 +208,31 @@ fn healthcheck_exits_0_on_200_and_non_zero_with_a_reason_otherwise() {
 }
 
 #[test]
-fn socket_names_that_match_some_listeners_but_not_all_exit_2_instead_of_guessing_by_position() {
+fn a_socket_name_that_matches_no_listener_exits_2_instead_of_guessing_by_position() {
     // Two sockets for two listeners, but one name is a typo: adopting by position could
     // serve HTTP on the echo port. Regression for a silent positional fall-back.
     let (status, log) = activate_and_collect(&[free_port(), free_port()], "http:ecoh");
     assert_eq!(status, Some(2), "{log}");
-    assert!(log.contains("missing [\"echo\"]"), "{log}");
+    assert!(log.contains("[\"ecoh\"], which is no [[listener]]") && log.contains("http, echo"), "{log}");
+}
+
+#[test]
+fn a_listener_whose_socket_systemd_did_not_pass_is_bound_by_the_daemon() {
+    // Only spindle-http.socket started: the daemon used to exit 2, the waiting
+    // connection re-triggered it, and systemd gave up with start-limit-hit.
+    let (http, echo) = (free_port(), free_port());
+    let config = HTTP_AND_ECHO.replacen(
+        "127.0.0.1:0\"\nprotocol = \"echo\"",
+        &format!("127.0.0.1:{echo}\"\nprotocol = \"echo\""),
+        1,
+    );
+    assert!(config.contains(&echo.to_string()), "{config}");
+    let mut child = socket_activate(&[http], "http", &config);
+    let (ok, out) = run(Command::new("curl").args(["-s", "-m", "10", &format!("http://127.0.0.1:{http}/")]));
+    assert!(ok && out == "Hello, World!\n", "curl through the activated socket: {out}");
+    let (ok, out) =
+        run(Command::new("sh").arg("-c").arg(format!("printf 'self-bound\\n' | timeout 5 nc -N 127.0.0.1 {echo}")));
+    assert!(ok && out == "self-bound\n", "nc to the listener the daemon bound itself: {out}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert_eq!(wait(&mut child), Some(0));
 }
