@@ -44,7 +44,11 @@ impl fmt::Display for BindError {
     }
 }
 
-impl std::error::Error for BindError {}
+impl std::error::Error for BindError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
 
 /// Binds and listens: SO_REUSEADDR (restart without waiting out TIME_WAIT), optional
 /// SO_REUSEPORT, IPV6_V6ONLY for IPv6 binds (so `[::]` and `0.0.0.0` can coexist, as

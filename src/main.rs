@@ -30,8 +30,17 @@ struct Cli {
 enum Command {
     /// Run the daemon (the default).
     Run,
-    /// Validate the config and print it as it will be used; exit 2 if it is bad.
-    Check,
+    /// Validate the config, bind and release every listener (as `nginx -t` does), and
+    /// print the config as it will be used; exit 2 if it cannot start.
+    Check {
+        /// Validate only; do not bind. For a running daemon's file (ExecReload), or
+        /// when a systemd .socket unit holds the ports.
+        #[arg(long)]
+        no_bind: bool,
+        /// Print nothing on success.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Print the documented default config.
     PrintConfig,
     /// GET a URL (default: the first HTTP listener's /healthz); exit 0 on 200 within 2 s.
@@ -54,16 +63,32 @@ fn main() -> ExitCode {
             print!("{DEFAULT_TOML}");
             ExitCode::SUCCESS
         }
-        Command::Check => match load() {
-            Ok(config) => {
+        Command::Check { no_bind, quiet } => {
+            let config = match load() {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("spindle: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if !no_bind {
+                // The same binding the daemon does, released at once: a port in use or
+                // a privileged port for this user fails here, not at the next start.
+                if let Err(e) = Server::builder(config.clone()).build() {
+                    eprintln!("spindle: {e}");
+                    if let StartError::Bind(b) = &e {
+                        if b.source.kind() == std::io::ErrorKind::AddrInUse {
+                            eprintln!("spindle: if a running spindle or a systemd .socket unit holds that port, check the file with --no-bind");
+                        }
+                    }
+                    return ExitCode::from(2);
+                }
+            }
+            if !quiet {
                 print!("{}", config.to_toml());
-                ExitCode::SUCCESS
             }
-            Err(e) => {
-                eprintln!("spindle: {e}");
-                ExitCode::from(2)
-            }
-        },
+            ExitCode::SUCCESS
+        }
         Command::Healthcheck { url } => {
             let target = match url {
                 Some(url) => url,
@@ -125,8 +150,8 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         match Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level).build() {
             Ok(s) => s,
             Err(e) => {
+                // Once, through the log (the journal or a terminal alike), in its format.
                 tracing::error!("{e}");
-                eprintln!("spindle: {e}");
                 return ExitCode::from(match e {
                     StartError::Bind(_) | StartError::Activation(_) => 2,
                     _ => 1,

@@ -59,7 +59,16 @@ impl fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind(e) => Some(e),
+            StartError::Io(e) => Some(e),
+            StartError::Spawn(e) => Some(e),
+            StartError::Activation(e) => Some(e),
+        }
+    }
+}
 
 impl From<std::io::Error> for StartError {
     fn from(e: std::io::Error) -> Self {
