@@ -445,11 +445,7 @@ impl Acceptor {
         let open = self.shared.registry.open();
         let timeout = self.shared.config().server.graceful_timeout;
         for conn in self.shared.lot.close_idle() {
-            // Read what raced in before the FIN (an echo session's unread bytes get a
-            // reset), then wait for the client's EOF.
-            if let Next::Park(conn) = conn.close_and_linger() {
-                self.shared.lot.park(conn);
-            }
+            let _ = conn.close_idle();
         }
         if let Some(s) = self.stopping.as_mut() {
             s.deadline = Some(Instant::now() + timeout);

@@ -204,13 +204,17 @@ impl Conn {
         }
     }
 
-    /// `close_gracefully`, then read what raced in before the FIN: the start of a
-    /// stop's or a shed's close.
-    pub fn close_and_linger(self) -> Next {
-        match self.close_gracefully() {
-            Next::Park(conn) => conn.linger(),
-            Next::Done => Next::Done,
-        }
+    /// Closes an idle connection at a stop, at once. Lingering protects a response in
+    /// flight from a reset caused by unread client bytes; an idle connection has none
+    /// (its last response was answered, and the sweep serves one that became readable),
+    /// so waiting for the client's FIN would only hold the stop for `LINGER` per idle
+    /// client that never sends one (a browser or a pooled keep-alive client). nginx
+    /// closes idle keep-alive connections the same way when it stops. Bytes that race
+    /// in after the close get a reset from the kernel: an echo client learns its late
+    /// bytes were not taken, an HTTP client retries on a new connection.
+    pub fn close_idle(self) -> Next {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        Next::Done
     }
 
     /// Closes with a reset (RST) instead of a FIN: for a connection that holds client

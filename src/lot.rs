@@ -172,16 +172,9 @@ impl Lot {
             return; // dropping closes it
         }
         if self.closing.load(Ordering::SeqCst) && conn.is_idle() && !conn.readable() {
-            // Closed outside the lock: a lingering close reads from the socket.
             drop(shard);
-            conn = match conn.close_and_linger() {
-                Next::Park(c) => c,
-                Next::Done => return,
-            };
-            shard = self.shard(conn.id);
-            if self.gone.load(Ordering::SeqCst) {
-                return;
-            }
+            let _ = conn.close_idle();
+            return;
         }
         conn.release_buffers();
         let data = EventData::new_u64(conn.id);

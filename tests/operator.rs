@@ -4,8 +4,10 @@
 
 mod util;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use util::*;
 
@@ -90,4 +92,31 @@ fn a_start_up_error_is_said_once() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.matches("cannot listen on").count(), 1, "{stderr}");
+}
+
+#[test]
+fn idle_keep_alive_and_echo_clients_do_not_hold_a_stop() {
+    // graceful_timeout (1 s) shorter than the lingering close (2 s): before the fix an
+    // idle client that never sends its FIN was waited for, then reported "cut".
+    let daemon = Daemon::start(
+        "[server]\ngraceful_timeout = \"1s\"\n\
+         [[listener]]\nname = \"web\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n\"/\" = \"hello\"\n\
+         [[listener]]\nname = \"echo\"\nbind = \"127.0.0.1:0\"\nprotocol = \"echo\"\n",
+    );
+    let mut web = connect(daemon.addr("web"));
+    web.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = web.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200") && buf[..n].ends_with(b"Hello, World!\n"));
+    let mut echo = connect(daemon.addr("echo"));
+    assert_eq!(echo_once(&mut echo, b"ping\n"), b"ping\n");
+    let mut daemon = daemon;
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
+    let log = daemon.log.text();
+    assert!(log.contains("2 connections drained, 0 cut"), "{log}");
+    assert!(!log.contains("cutting"), "{log}");
+    for (name, client) in [("web", &mut web), ("echo", &mut echo)] {
+        assert_eq!(client.read(&mut buf).ok(), Some(0), "{name}: the idle client sees an orderly EOF");
+    }
 }
