@@ -92,6 +92,8 @@ pub struct Acceptor {
     saturated: bool,
     stopping: Option<Stopping>,
     last_saturation_warning: Option<Instant>,
+    /// Saturation warnings not logged since the last one (rate limit).
+    suppressed_warnings: u64,
     /// `WATCHDOG=1` interval and next due time (sent from this loop on purpose).
     watchdog: Option<(Duration, Instant)>,
     /// Next `STATUS=` update for systemd.
@@ -124,6 +126,7 @@ impl Acceptor {
             saturated: false,
             stopping: None,
             last_saturation_warning: None,
+            suppressed_warnings: 0,
             watchdog: None,
             next_status: None,
         };
@@ -251,8 +254,8 @@ impl Acceptor {
         let max = self.shared.limits().max_connections;
         loop {
             if self.shared.registry.open() >= max {
-                self.warn_saturated(|| {
-                    tracing::warn!(target: "spindle::saturation", max_connections = max, "max_connections reached; accepting paused")
+                self.warn_saturated(|suppressed| {
+                    tracing::warn!(target: "spindle::saturation", max_connections = max, suppressed, "max_connections reached; accepting paused")
                 });
                 let _ = self.listen(false);
                 return;
@@ -272,7 +275,10 @@ impl Acceptor {
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS: back off instead of spinning on a
                     // listener that stays readable.
-                    tracing::warn!(target: "spindle::saturation", error = %e, "accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.shared.metrics.accept_errors.inc();
+                    self.warn_saturated(|suppressed| {
+                        tracing::warn!(target: "spindle::saturation", error = %e, suppressed, "accept failed; pausing accepts for {ACCEPT_BACKOFF:?}")
+                    });
                     let _ = self.listen(false);
                     self.accept_resume_at = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
@@ -357,21 +363,25 @@ impl Acceptor {
     fn shed(&mut self, conn: Conn) {
         let stats = self.shared.stats();
         let shed_total = self.shared.metrics.shed.get() + 1;
-        self.warn_saturated(|| {
-            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, "every worker busy and the run queue full; shedding")
+        self.warn_saturated(|suppressed| {
+            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, suppressed, "every worker busy and the run queue full; shedding")
         });
         if let Next::Park(conn) = service::shed(conn, &self.shared) {
             self.shared.lot.park(conn);
         }
     }
 
-    /// Saturation warnings, at most one a second: at the limit they would otherwise
-    /// come once per connection.
-    fn warn_saturated(&mut self, log: impl FnOnce()) {
+    /// Saturation warnings (max_connections, shedding, failed accepts), at most one a
+    /// second: at the limit they would otherwise come once per connection, or every
+    /// accept back-off. `log` gets how many were left out since the last one; the
+    /// metrics count every occurrence.
+    fn warn_saturated(&mut self, log: impl FnOnce(u64)) {
         let now = Instant::now();
         if self.last_saturation_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             self.last_saturation_warning = Some(now);
-            log();
+            log(std::mem::take(&mut self.suppressed_warnings));
+        } else {
+            self.suppressed_warnings += 1;
         }
     }
 

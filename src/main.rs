@@ -142,10 +142,7 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             .unwrap_or_else(|| "non-string panic payload".into());
         tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
     }));
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!(nofile = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit: {n}"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
-    }
+    open_files_limit(&config);
     let server =
         match Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level).build() {
             Ok(s) => s,
@@ -165,6 +162,40 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             tracing::error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (one descriptor per connection),
+/// says so only if it changed, and warns when `max_connections` cannot be reached under
+/// it: accepts would then fail with EMFILE long before the configured cap.
+fn open_files_limit(config: &Config) {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => {
+            if let Some((soft, _)) = before.filter(|(soft, _)| *soft != n) {
+                tracing::info!(from = soft, to = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit");
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+            match before {
+                Some((soft, _)) => soft,
+                None => return,
+            }
+        }
+    };
+    // Besides one per connection: stdio, the listeners, epoll and eventfds, and a
+    // temporary file per large request body being received.
+    let reserve = 32 + config.listeners.len() as u64;
+    let wanted = config.limits.max_connections as u64 + reserve;
+    if limit < wanted {
+        tracing::warn!(
+            max_connections = config.limits.max_connections,
+            nofile = limit,
+            "limits.max_connections needs more open files than RLIMIT_NOFILE allows: accepts will fail (EMFILE) at about {} connections; raise LimitNOFILE= or `ulimit -n`, or lower max_connections",
+            limit.saturating_sub(reserve)
+        );
     }
 }
 

@@ -159,9 +159,8 @@ impl ServerBuilder {
                     if activated.is_some() {
                         tracing::warn!(
                             listener = %cfg.name,
-                            "systemd passed no socket named {:?}; bound {} itself (start its .socket unit to have systemd hold the port)",
-                            cfg.name,
-                            cfg.bind
+                            addr = %cfg.bind,
+                            "systemd passed no socket of this name; bound it here (start its .socket unit to have systemd hold the port)"
                         );
                     }
                     l
@@ -331,11 +330,7 @@ impl Server {
             threads_joined = summary.threads_joined,
             ms = summary.elapsed.as_millis() as u64,
             immediate = summary.report.immediate,
-            "stopped: {} connections drained, {} cut, {} threads joined in {} ms",
-            summary.report.drained,
-            summary.report.cut,
-            summary.threads_joined,
-            summary.elapsed.as_millis()
+            "stopped"
         );
         if !summary.missed.is_empty() {
             tracing::error!(missed = ?summary.missed, "worker threads stuck in an app could not be joined");

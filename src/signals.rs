@@ -70,12 +70,12 @@ fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
     match signal {
         SIGTERM | SIGINT if !*stopping => {
             *stopping = true;
-            tracing::info!(signal = name, "{name}: graceful stop (send it again, or SIGQUIT, to stop at once)");
+            tracing::info!(signal = %name, "graceful stop (send it again, or SIGQUIT, to stop at once)");
             ctx.handle.send(Control::Graceful);
         }
         SIGTERM | SIGINT | SIGQUIT => {
             *stopping = true;
-            tracing::warn!(signal = name, "{name}: immediate stop");
+            tracing::warn!(signal = %name, "immediate stop");
             ctx.handle.send(Control::Immediate);
         }
         SIGTTIN | SIGTTOU => {
@@ -87,12 +87,7 @@ fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
                 (size.min.saturating_sub(1).max(1), size.max.saturating_sub(1).max(1))
             };
             pool.resize(min, max);
-            tracing::info!(
-                signal = name,
-                min_threads = min,
-                max_threads = max,
-                "{name}: pool resized to {min}..={max} threads"
-            );
+            tracing::info!(signal = %name, min_threads = min, max_threads = max, "pool resized");
         }
         SIGHUP => reload(ctx),
         _ => {}
@@ -101,10 +96,7 @@ fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
 
 fn reload(ctx: &SignalCtx) {
     let Some(path) = &ctx.config_path else {
-        tracing::warn!(
-            signal = "SIGHUP",
-            "SIGHUP: running on the embedded default config; there is no file to re-read"
-        );
+        tracing::warn!(signal = "SIGHUP", "running on the embedded default config; there is no file to re-read");
         return;
     };
     let shared = ctx.handle.shared();
@@ -112,17 +104,15 @@ fn reload(ctx: &SignalCtx) {
     let new = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(signal = "SIGHUP", error = %e, "SIGHUP: {e}; keeping the running config");
-            shared.notifier.ready(&format!("reload failed, running config kept: {e}"));
+            tracing::error!(signal = "SIGHUP", "reload failed, keeping the running config: {e}");
+            shared.set_reload_error(Some(e.to_string().replace('\n', " ")));
+            shared.notifier.ready(&shared.status_line());
             return;
         }
     };
     let old = shared.config();
     if old.listeners != new.listeners {
-        tracing::warn!(
-            signal = "SIGHUP",
-            "SIGHUP: [[listener]] changes need a restart; the listeners stay as they are"
-        );
+        tracing::warn!(signal = "SIGHUP", "[[listener]] changes need a restart; the listeners stay as they are");
     }
     let mut applied = new.clone();
     applied.listeners = old.listeners.clone();
@@ -137,13 +127,11 @@ fn reload(ctx: &SignalCtx) {
         path = %path.display(),
         min_threads = applied.pool.min_threads,
         max_threads = applied.pool.max_threads,
-        "SIGHUP: reloaded {}: pool {}..={} threads, queue {}, limits and log level applied",
-        path.display(),
-        applied.pool.min_threads,
-        applied.pool.max_threads,
-        applied.pool.queue_capacity
+        queue_capacity = applied.pool.queue_capacity,
+        "reloaded: pool, limits and log level applied"
     );
     shared.set_config(applied);
+    shared.set_reload_error(None);
     shared.notifier.ready(&shared.status_line());
 }
 

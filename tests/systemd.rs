@@ -21,6 +21,22 @@ const HTTP_AND_ECHO: &str = "[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0
 struct NotifySocket(UnixDatagram);
 
 impl NotifySocket {
+    /// Waits for a datagram that satisfies `pred`; returns it.
+    fn wait_msg(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no datagram with {what} from the daemon");
+            self.0.set_read_timeout(Some(left)).unwrap();
+            let n = self.0.recv(&mut buf).unwrap_or_else(|e| panic!("waiting for {what}: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            if pred(&msg) {
+                return msg;
+            }
+        }
+    }
+
     /// Waits for a datagram containing `needle`; returns every message seen meanwhile.
     fn wait_for(&self, needle: &str, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
@@ -73,6 +89,26 @@ fn sd_notify_says_ready_reloading_ready_stopping_and_pings_the_watchdog() {
     daemon.signal("TERM");
     sock.wait_for("STOPPING=1", WAIT);
     assert_eq!(daemon.wait_exit(WAIT).and_then(|s| s.code()), Some(0));
+}
+
+#[test]
+fn a_failed_reload_stays_in_the_status_line_until_a_reload_succeeds() {
+    let path = temp_dir().join("notify.sock");
+    let sock = NotifySocket(UnixDatagram::bind(&path).unwrap());
+    let daemon = Daemon::start_with(HTTP_AND_ECHO, &[("NOTIFY_SOCKET", path.to_str().unwrap())]);
+    sock.wait_for("READY=1", WAIT);
+    std::fs::write(&daemon.config, "[pool]\nmin_threads = 9\nmax_threads = 2\n").unwrap();
+    daemon.signal("HUP");
+    let failed = |m: &str| m.contains("STATUS=RELOAD FAILED") && m.contains("pool.min_threads");
+    let after_reload = sock.wait_msg("READY=1 and the failure", WAIT, |m| m.contains("READY=1"));
+    assert!(failed(&after_reload), "{after_reload}");
+    // The periodic refresh (every 5 s, STATUS= alone) used to overwrite it.
+    let refresh = sock.wait_msg("a periodic STATUS=", WAIT, |m| m.starts_with("STATUS=") && !m.contains("READY=1"));
+    assert!(failed(&refresh), "{refresh}");
+    std::fs::write(&daemon.config, HTTP_AND_ECHO).unwrap();
+    daemon.signal("HUP");
+    let fixed = sock.wait_msg("READY=1 after the fix", WAIT, |m| m.contains("READY=1"));
+    assert!(fixed.contains("STATUS=") && !fixed.contains("RELOAD FAILED"), "{fixed}");
 }
 
 #[test]

@@ -108,8 +108,21 @@ impl Daemon {
     }
 
     pub fn start_with(config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_under(&[], config_text, env)
+    }
+
+    /// Starts the binary through `wrapper` (a command that execs its arguments, such
+    /// as `prlimit --nofile=64:64`), so the PID is still the daemon's.
+    pub fn start_under(wrapper: &[&str], config_text: &str, env: &[(&str, &str)]) -> Daemon {
         let config = write_config(config_text);
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("--config").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
         cmd.env_remove("RUST_LOG");
         for (k, v) in env {
