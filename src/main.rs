@@ -22,6 +22,11 @@ struct Cli {
     /// Config file (TOML). Without it, the embedded default (`spindle print-config`).
     #[arg(short, long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Once serving, write `pid N` and a `listener NAME ADDRESS` line per listener
+    /// (the real port for a `:0` bind) to FILE, atomically; removed at exit. For
+    /// scripts and tests that need the ports without reading the log.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -116,12 +121,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(config, cli.config)
+            run(config, cli.config, cli.ready_file)
         }
     }
 }
 
-fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
+fn run(config: Config, path: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
     let set_level = match init_logging(&config.log) {
         Ok(f) => f,
         Err(e) => {
@@ -143,25 +148,47 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
         tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
     }));
     open_files_limit(&config);
-    let server =
-        match Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level).build() {
-            Ok(s) => s,
-            Err(e) => {
-                // Once, through the log (the journal or a terminal alike), in its format.
-                tracing::error!("{e}");
-                return ExitCode::from(match e {
-                    StartError::Bind(_) | StartError::Activation(_) => 2,
-                    _ => 1,
-                });
-            }
-        };
-    match server.run() {
+    let mut builder = Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level);
+    if let Some(file) = ready_file.clone() {
+        builder = builder.on_ready(move |addrs| write_ready_file(&file, addrs));
+    }
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => {
+            // Once, through the log (the journal or a terminal alike), in its format.
+            tracing::error!("{e}");
+            return ExitCode::from(match e {
+                StartError::Bind(_) | StartError::Activation(_) => 2,
+                _ => 1,
+            });
+        }
+    };
+    let outcome = server.run();
+    if let Some(file) = &ready_file {
+        let _ = std::fs::remove_file(file);
+    }
+    match outcome {
         Ok(summary) if summary.missed.is_empty() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--ready-file`: written to a temporary name and renamed, so a reader never sees
+/// half of it.
+fn write_ready_file(file: &std::path::Path, addrs: &[(String, std::net::SocketAddr)]) {
+    let mut text = format!("pid {}\n", std::process::id());
+    for (name, addr) in addrs {
+        text.push_str(&format!("listener {name} {addr}\n"));
+    }
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        tracing::error!(path = %file.display(), "cannot write the ready file: {e}");
     }
 }
 

@@ -96,8 +96,12 @@ pub struct ServerBuilder {
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
+    on_ready: Option<ReadyHook>,
     systemd: bool,
 }
+
+/// Called once the server serves, with each listener's name and bound address.
+type ReadyHook = Box<dyn FnOnce(&[(String, SocketAddr)]) + Send>;
 
 impl ServerBuilder {
     /// Speaks sd_notify (`NOTIFY_SOCKET`, `WATCHDOG_USEC`) and adopts socket-activated
@@ -130,6 +134,15 @@ impl ServerBuilder {
     /// Called with the new `log.level` after a SIGHUP reload.
     pub fn on_log_level(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_log_level = Some(Box::new(hook));
+        self
+    }
+
+    /// Called once, from `run`, when the server serves: every listener bound, the
+    /// workers, the acceptor and (if on) the signal thread running. Gets each
+    /// listener's name and bound address (the real port for a `:0` bind). The daemon's
+    /// `--ready-file` is written here; an embedder can start its clients here.
+    pub fn on_ready(mut self, hook: impl FnOnce(&[(String, SocketAddr)]) + Send + 'static) -> Self {
+        self.on_ready = Some(Box::new(hook));
         self
     }
 
@@ -195,6 +208,7 @@ impl ServerBuilder {
             signals: self.signals,
             config_path: self.config_path,
             on_log_level: self.on_log_level,
+            on_ready: self.on_ready,
         })
     }
 }
@@ -210,6 +224,7 @@ pub struct Server {
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
+    on_ready: Option<ReadyHook>,
 }
 
 impl Server {
@@ -221,6 +236,7 @@ impl Server {
             signals: false,
             config_path: None,
             on_log_level: None,
+            on_ready: None,
             systemd: false,
         }
     }
@@ -240,8 +256,10 @@ impl Server {
     }
 
     /// Runs until stopped; joins every thread it started before returning.
-    pub fn run(self) -> Result<StopSummary, StartError> {
+    pub fn run(mut self) -> Result<StopSummary, StartError> {
         let handle = self.handle();
+        let addrs = self.local_addrs();
+        let on_ready = self.on_ready.take();
         let shared = Arc::clone(&self.shared);
         let config = shared.config();
         let pool = {
@@ -293,6 +311,9 @@ impl Server {
             "ready"
         );
         shared.notifier.ready(&shared.status_line());
+        if let Some(hook) = on_ready {
+            hook(&addrs);
+        }
 
         let mut threads_joined = 0;
         let report = match acceptor.join() {

@@ -44,15 +44,37 @@ fn check_fails_with_exit_2_on_a_port_in_use_and_names_the_listener() {
 
 #[test]
 fn check_releases_the_ports_it_bound() {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(&http_on(&format!("127.0.0.1:{port}")));
-    let out = spindle(&["check"], &config);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("[[listener]]"), "check prints the effective config: {stdout}");
-    // The daemon can take the port right after a check.
-    let daemon = Daemon::start(&http_on(&format!("127.0.0.1:{port}")));
-    assert_eq!(daemon.addr("web").port(), port);
+    // A port found free may be taken by another test before `check` binds it: retry.
+    for _ in 0..5 {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = write_config(&http_on(&format!("127.0.0.1:{port}")));
+        let out = spindle(&["check"], &config);
+        let (stdout, stderr) = text(&out);
+        if out.status.code() == Some(2) && stderr.contains("in use") {
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(stdout.contains("[[listener]]"), "check prints the effective config: {stdout}");
+        // The daemon can take the port right after a check.
+        let daemon = Daemon::start(&http_on(&format!("127.0.0.1:{port}")));
+        assert_eq!(daemon.addr("web").port(), port);
+        return;
+    }
+    panic!("no free port in 5 tries");
+}
+
+#[test]
+fn the_ready_file_lists_the_bound_ports_and_is_removed_at_exit() {
+    let mut daemon = Daemon::start(WEB_AND_ECHO);
+    let ready = daemon.config.with_file_name("ready");
+    let text = std::fs::read_to_string(&ready).unwrap();
+    assert!(text.starts_with(&format!("pid {}\n", daemon.pid())), "{text}");
+    for name in ["web", "echo"] {
+        assert!(text.contains(&format!("listener {name} {}\n", daemon.addr(name))), "{text}");
+    }
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
+    assert!(!ready.exists(), "a stale ready file would name ports nobody listens on");
 }
 
 fn is_root() -> bool {

@@ -127,32 +127,57 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// `systemd-socket-activate` listening on the given ports, running spindle on
-/// `config`; returns once it says it is listening.
-fn socket_activate(ports: &[u16], fdnames: &str, config: &str) -> Child {
+/// `systemd-socket-activate` on `n` free ports with `fdnames`, running spindle on
+/// `config` with `extra` arguments; returns once it says it is listening, with the
+/// ports and its remaining output. A port found free can be taken by someone else
+/// before systemd-socket-activate binds it: then it is tried again on new ports.
+fn spawn_activated(n: usize, fdnames: &str, config: &str, extra: &[&str]) -> (Child, Vec<u16>, Lines) {
     let path = write_config(config);
-    let mut cmd = Command::new("systemd-socket-activate");
-    for p in ports {
-        cmd.arg("-l").arg(format!("127.0.0.1:{p}"));
-    }
-    cmd.arg(format!("--fdname={fdnames}")).arg(bin()).arg("--config").arg(&path);
-    let mut child = cmd
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate (from the systemd package) must be installed; .ci/run installs it");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut listening = 0;
-    while listening < ports.len() {
-        let line = lines.next().expect("systemd-socket-activate output").unwrap();
-        if line.starts_with("Listening on") {
-            listening += 1;
+    for _ in 0..5 {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut cmd = Command::new("systemd-socket-activate");
+        for p in &ports {
+            cmd.arg("-l").arg(format!("127.0.0.1:{p}"));
         }
+        let mut child = cmd
+            .arg(format!("--fdname={fdnames}"))
+            .arg(bin())
+            .args(extra)
+            .arg("--config")
+            .arg(&path)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("systemd-socket-activate (from the systemd package) must be installed; .ci/run installs it");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut listening = 0;
+        let mut said = Vec::new();
+        while listening < n {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("Listening on") => listening += 1,
+                Some(Ok(line)) => said.push(line),
+                _ => break,
+            }
+        }
+        if listening == n {
+            return (child, ports, lines);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(said.iter().any(|l| l.contains("in use")), "systemd-socket-activate: {said:?}");
     }
+    panic!("no free ports after 5 tries");
+}
+
+type Lines = std::io::Lines<BufReader<std::process::ChildStderr>>;
+
+/// `spawn_activated`, draining the daemon's log in the background.
+fn socket_activate(n: usize, fdnames: &str, config: &str, extra: &[&str]) -> (Child, Vec<u16>) {
+    let (child, ports, lines) = spawn_activated(n, fdnames, config, extra);
     // Keep draining its stderr (the daemon's log) so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    child
+    (child, ports)
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -162,8 +187,8 @@ fn run(cmd: &mut Command) -> (bool, String) {
 
 #[test]
 fn socket_activated_listeners_serve_curl_and_netcat() {
-    let (http, echo) = (free_port(), free_port());
-    let mut child = socket_activate(&[http, echo], "http:echo", HTTP_AND_ECHO);
+    let (mut child, ports) = socket_activate(2, "http:echo", HTTP_AND_ECHO, &[]);
+    let (http, echo) = (ports[0], ports[1]);
     // The first connection makes systemd-socket-activate exec spindle on the sockets.
     let (ok, out) = run(Command::new("curl").args(["-s", "-m", "10", &format!("http://127.0.0.1:{http}/")]));
     assert!(ok && out == "Hello, World!\n", "curl through the activated socket: {out}");
@@ -190,28 +215,10 @@ fn wait(child: &mut Child) -> Option<i32> {
     panic!("did not exit");
 }
 
-/// Runs spindle under `systemd-socket-activate` on `ports` with `fdnames`, makes the
+/// Runs spindle under `systemd-socket-activate` on `n` ports with `fdnames`, makes the
 /// first connection (which execs spindle), and returns its exit status and log.
-fn activate_and_collect(ports: &[u16], fdnames: &str) -> (Option<i32>, String) {
-    let path = write_config(HTTP_AND_ECHO);
-    let mut cmd = Command::new("systemd-socket-activate");
-    for p in ports {
-        cmd.arg("-l").arg(format!("127.0.0.1:{p}"));
-    }
-    let mut child = cmd
-        .arg(format!("--fdname={fdnames}"))
-        .arg(bin())
-        .arg("--config")
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("systemd-socket-activate");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for _ in ports {
-        assert!(lines.next().unwrap().unwrap().starts_with("Listening on"));
-    }
+fn activate_and_collect(n: usize, fdnames: &str) -> (Option<i32>, String) {
+    let (mut child, ports, lines) = spawn_activated(n, fdnames, HTTP_AND_ECHO, &[]);
     let _trigger = std::net::TcpStream::connect(("127.0.0.1", ports[0])).unwrap();
     let log: Vec<String> = lines.map_while(Result::ok).collect();
     (wait(&mut child), log.join("\n"))
@@ -220,7 +227,7 @@ fn activate_and_collect(ports: &[u16], fdnames: &str) -> (Option<i32>, String) {
 #[test]
 fn socket_activation_that_does_not_fit_the_listeners_exits_2_with_a_clear_error() {
     // One socket, two listeners, and a name that matches neither.
-    let (status, log) = activate_and_collect(&[free_port()], "bogus");
+    let (status, log) = activate_and_collect(1, "bogus");
     assert_eq!(status, Some(2), "{log}");
     assert!(log.contains("socket activation") && log.contains("http, echo"), "{log}");
 }
@@ -247,7 +254,7 @@ fn healthcheck_exits_0_on_200_and_non_zero_with_a_reason_otherwise() {
 fn a_socket_name_that_matches_no_listener_exits_2_instead_of_guessing_by_position() {
     // Two sockets for two listeners, but one name is a typo: adopting by position could
     // serve HTTP on the echo port. Regression for a silent positional fall-back.
-    let (status, log) = activate_and_collect(&[free_port(), free_port()], "http:ecoh");
+    let (status, log) = activate_and_collect(2, "http:ecoh");
     assert_eq!(status, Some(2), "{log}");
     assert!(log.contains("[\"ecoh\"], which is no [[listener]]") && log.contains("http, echo"), "{log}");
 }
@@ -256,16 +263,27 @@ fn a_socket_name_that_matches_no_listener_exits_2_instead_of_guessing_by_positio
 fn a_listener_whose_socket_systemd_did_not_pass_is_bound_by_the_daemon() {
     // Only spindle-http.socket started: the daemon used to exit 2, the waiting
     // connection re-triggered it, and systemd gave up with start-limit-hit.
-    let (http, echo) = (free_port(), free_port());
-    let config = HTTP_AND_ECHO.replacen(
-        "127.0.0.1:0\"\nprotocol = \"echo\"",
-        &format!("127.0.0.1:{echo}\"\nprotocol = \"echo\""),
-        1,
-    );
-    assert!(config.contains(&echo.to_string()), "{config}");
-    let mut child = socket_activate(&[http], "http", &config);
+    let ready = temp_dir().join("ready");
+    let ready_arg = ready.to_str().unwrap();
+    let (mut child, ports) = socket_activate(1, "http", HTTP_AND_ECHO, &["--ready-file", ready_arg]);
+    let http = ports[0];
     let (ok, out) = run(Command::new("curl").args(["-s", "-m", "10", &format!("http://127.0.0.1:{http}/")]));
     assert!(ok && out == "Hello, World!\n", "curl through the activated socket: {out}");
+    // The echo listener (127.0.0.1:0 in the config) was bound by the daemon itself.
+    let deadline = Instant::now() + WAIT;
+    let listed = loop {
+        match std::fs::read_to_string(&ready) {
+            Ok(text) => break text,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => panic!("no ready file: {e}"),
+        }
+    };
+    let echo = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("listener echo "))
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .expect("echo in the ready file")
+        .port();
     let (ok, out) =
         run(Command::new("sh").arg("-c").arg(format!("printf 'self-bound\\n' | timeout 5 nc -N 127.0.0.1 {echo}")));
     assert!(ok && out == "self-bound\n", "nc to the listener the daemon bound itself: {out}");
