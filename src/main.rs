@@ -56,6 +56,9 @@ fn main() -> ExitCode {
         }
         Command::Check => match load() {
             Ok(config) => {
+                for warning in config.warnings() {
+                    eprintln!("spindle: warning: {warning}");
+                }
                 print!("{}", config.to_toml());
                 ExitCode::SUCCESS
             }
