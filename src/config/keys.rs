@@ -210,7 +210,7 @@ pub(super) const DURATION: Kind = Kind::Duration { positive: false };
 /// A duration string that must be more than `"0s"`.
 pub(super) const POSITIVE_DURATION: Kind = Kind::Duration { positive: true };
 
-/// A count of at least `min`.
+/// A count of at least `min` (its only bound: `usize::MAX` stands for none).
 pub(super) const fn count(min: u64) -> Kind {
     Kind::Count { min, max: usize::MAX as u64 }
 }
@@ -322,9 +322,7 @@ impl Kind {
                 Ok(()) => Ok(Val::Text(s.to_string())),
                 Err(what) => Err(ctx.bad(span, key, what)),
             },
-            (Kind::Choice(_) | Kind::Text(_) | Kind::Addr, _) if !v.get_ref().is_str() => Err(invalid_type("a string")),
-            (Kind::Addr, value) => {
-                let s = value.as_str().unwrap_or_default();
+            (Kind::Addr, DeValue::String(s)) => {
                 // Host names are refused rather than resolved: loading a config
                 // should not depend on DNS, and a name can resolve to several
                 // addresses where a listener binds one.
@@ -336,9 +334,9 @@ impl Kind {
                     )
                 })
             }
+            (Kind::Choice(_) | Kind::Text(_) | Kind::Addr, _) => Err(invalid_type("a string")),
             (Kind::Table(read), DeValue::Table(_)) => read(ctx, key, v),
             (Kind::Table(_), _) => Err(invalid_type("a table")),
-            (Kind::Choice(_) | Kind::Text(_), _) => Err(invalid_type("a string")),
         }
     }
 

@@ -10,8 +10,8 @@
 //! it is usually looking at that file in another window.
 //!
 //! The parts, by concern:
-//! - `keys.rs`: what a key accepts ([`Kind`](keys::Kind)), and the one reader and
-//!   writer every key goes through;
+//! - `keys.rs`: what a key accepts (`Kind`), and the one reader and writer every key
+//!   goes through;
 //! - `sections.rs`: `[server]`, `[pool]`, `[limits]`, `[log]`, each key defined once
 //!   (field, type, kind, default);
 //! - `listener.rs`: `[[listener]]` tables and the apps an HTTP listener mounts;
@@ -290,12 +290,13 @@ mod tests {
                     panic!("{dotted} is not in config/spindle.toml");
                 };
                 // The comment paragraph right above the key's line.
-                let paragraph: Vec<&str> = lines[..*at]
+                let mut paragraph: Vec<&str> = lines[..*at]
                     .iter()
                     .rev()
                     .take_while(|l| l.starts_with('#') && !l.contains(" = "))
                     .copied()
                     .collect();
+                paragraph.reverse();
                 let text = paragraph.join(" ");
                 assert!(!paragraph.is_empty(), "{dotted} has no comment in config/spindle.toml");
                 assert!(text.to_lowercase().contains("default"), "{dotted}: its comment states no default: {text}");
@@ -365,6 +366,19 @@ mod tests {
         for (name, _) in &entries {
             assert!(listener::KEYS.iter().any(|k| k.name == name), "# Listeners: documents {name}, not a key");
         }
+    }
+
+    /// `config/docker.toml` says it is the embedded default but for two things; hold
+    /// it to that.
+    #[test]
+    fn the_docker_config_is_the_default_but_for_its_binds_and_graceful_timeout() {
+        let docker = Config::parse(include_str!("../../config/docker.toml"), "config/docker.toml").unwrap();
+        let mut want = Config::embedded_default();
+        want.server.graceful_timeout = Duration::from_secs(8);
+        for l in &mut want.listeners {
+            l.bind.set_ip([0, 0, 0, 0].into());
+        }
+        assert_eq!(docker, want);
     }
 
     #[test]
