@@ -147,6 +147,11 @@ fn normalize_key(key: &str) -> String {
 /// typo (at most two edits, counting a swap of neighbours as one) or a longer or
 /// shorter form (`"warning"` for `warn`). Case is ignored.
 pub(super) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    // Keys and levels are short; a long word is not a typo of one (and the distance
+    // costs its length times theirs).
+    if word.len() > 64 {
+        return None;
+    }
     let word = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {

@@ -716,6 +716,31 @@ apps = {}
         }
     }
 
+    /// Prefixes of the reference (a file cut short, as an editor's half-saved buffer
+    /// would be) either loads or is refused with one line naming a line of the
+    /// text: never a panic, never a line past the end.
+    #[test]
+    fn any_prefix_of_the_reference_loads_or_is_refused_on_one_line() {
+        let lines = DEFAULT_TOML.lines().count();
+        // Every line end, and every 7th byte (every byte costs seconds in a debug build).
+        let cuts = (0..=DEFAULT_TOML.len())
+            .filter(|&i| i % 7 == 0 || DEFAULT_TOML.as_bytes().get(i) == Some(&b'\n'))
+            .filter(|&i| DEFAULT_TOML.is_char_boundary(i));
+        for end in cuts {
+            let text = &DEFAULT_TOML[..end];
+            match Config::parse(text, "cut.toml") {
+                Ok(c) => assert!(!c.listeners.is_empty()),
+                Err(e) => {
+                    let shown = e.to_string();
+                    assert!(!shown.contains('\n'), "cut at {end}: {shown}");
+                    if let Error::Invalid { line: Some(line), .. } = e {
+                        assert!(line >= 1 && line <= lines + 1, "cut at {end}: {shown}");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn missing_listener_has_no_line() {
         let err = parse("[pool]\nmin_threads = 1\n").unwrap_err();
