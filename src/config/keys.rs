@@ -202,7 +202,7 @@ pub(super) enum Kind {
     Addr,
     /// A sub-table, read by the function (the `[listener.apps]` table); written by
     /// its owner, not by [`write_keys`].
-    Table(fn(&Ctx, &str, &Spanned<DeValue>) -> Result<Val, Error>),
+    Table(fn(&Ctx, &str, &DeTable) -> Result<Val, Error>),
 }
 
 /// A duration string that may be `"0s"`.
@@ -335,7 +335,7 @@ impl Kind {
                 })
             }
             (Kind::Choice(_) | Kind::Text(_) | Kind::Addr, _) => Err(invalid_type("a string")),
-            (Kind::Table(read), DeValue::Table(_)) => read(ctx, key, v),
+            (Kind::Table(read), DeValue::Table(table)) => read(ctx, key, table),
             (Kind::Table(_), _) => Err(invalid_type("a table")),
         }
     }

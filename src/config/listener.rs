@@ -13,7 +13,7 @@
 
 use std::net::SocketAddr;
 
-use toml::de::DeValue;
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 use super::keys::{count_in, in_file_order, key, named, quote, read_table, Key, Kind, Val};
@@ -122,15 +122,8 @@ fn non_empty(s: &str) -> Result<(), String> {
 }
 
 /// Reads a `[listener.apps]` table: `"/prefix" = "app"` in file order.
-fn read_apps(ctx: &Ctx, key: &str, v: &Spanned<DeValue>) -> Result<Val, Error> {
+fn read_apps(ctx: &Ctx, key: &str, table: &DeTable) -> Result<Val, Error> {
     let mut apps = Vec::new();
-    let Some(table) = v.get_ref().as_table() else {
-        return Err(ctx.err(
-            Some(v.span()),
-            key,
-            format!("{key}: invalid type: {}, expected a table", describe(v.get_ref())),
-        ));
-    };
     for (prefix, app) in in_file_order(table) {
         let p = prefix.get_ref();
         let app_key = format!("{key}.{:?}", p.as_ref());

@@ -693,6 +693,20 @@ apps = {}
                 "(70000) must be from 1 to 65535",
             ),
             (
+                "apps not a table",
+                format!("{}apps = \"hello\"\n", http.replace("[listener.apps]\n", "")),
+                5,
+                "listener[0].apps",
+                "invalid type: string \"hello\", expected a table",
+            ),
+            (
+                "one [listener] table",
+                "[listener]\nname = \"a\"\n".to_string(),
+                1,
+                "listener",
+                "expected an array of tables (write [[listener]])",
+            ),
+            (
                 "empty listener list",
                 "# nothing\nlistener = []\n".to_string(),
                 2,
