@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::config::fmt_duration;
 use crate::conn::{Conn, Next, Phase};
 use crate::control::Control;
 use crate::listener::ListenerCtx;
@@ -400,7 +401,7 @@ impl Acceptor {
         let drain_delay = self.shared.config().server.drain_delay;
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.notifier.stopping("graceful stop: draining");
-        tracing::info!(drain_delay = ?drain_delay, "graceful stop: readiness now 503; listeners close after drain_delay");
+        tracing::info!(drain_delay = %fmt_duration(drain_delay), "graceful stop: readiness now 503; listeners close after drain_delay");
         self.stopping = Some(Stopping {
             started: now,
             close_listeners_at: now + drain_delay,
@@ -461,7 +462,7 @@ impl Acceptor {
             s.deadline = Some(Instant::now() + timeout);
             s.open_at_close = open;
         }
-        tracing::info!(open, graceful_timeout = ?timeout, "listeners closed; draining");
+        tracing::info!(open, graceful_timeout = %fmt_duration(timeout), "listeners closed; draining");
     }
 
     fn stop_now(mut self) -> StopReport {

@@ -76,6 +76,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Warnings go to stderr even with --quiet: the journal keeps them.
+            for warning in config.warnings() {
+                eprintln!("spindle: warning: {warning}");
+            }
             if !no_bind {
                 // The same binding the daemon does, released at once: a port in use or
                 // a privileged port for this user fails here, not at the next start.
@@ -147,6 +151,9 @@ fn run(config: Config, path: Option<PathBuf>, ready_file: Option<PathBuf>) -> Ex
             .unwrap_or_else(|| "non-string panic payload".into());
         tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
     }));
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     open_files_limit(&config);
     let mut builder = Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level);
     if let Some(file) = ready_file.clone() {

@@ -112,7 +112,8 @@ impl ServerBuilder {
     }
 
     /// Mounts `app` at path `prefix` on every HTTP listener (longest prefix wins; it
-    /// replaces a built-in app configured at the same prefix).
+    /// replaces a built-in app configured at the same prefix). A listener whose config
+    /// names no apps then serves only the mounted apps, not the default table.
     pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
         self.apps.push((prefix.to_string(), Arc::new(app)));
         self
@@ -182,7 +183,10 @@ impl ServerBuilder {
             let addr = std_listener.local_addr()?;
             let router = match cfg.protocol {
                 Protocol::Http => {
-                    let builtin = cfg.apps.iter().filter_map(|(prefix, name)| {
+                    // A listener the file gave no apps gets the default table, unless
+                    // this program mounts its own: then it serves only those.
+                    let configured = if cfg.default_apps && !self.apps.is_empty() { &[][..] } else { &cfg.apps[..] };
+                    let builtin = configured.iter().filter_map(|(prefix, name)| {
                         http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
                     });
                     Router::new(builtin.chain(self.apps.iter().map(|(p, a)| (p.clone(), Arc::clone(a)))).collect())
@@ -272,7 +276,7 @@ impl Server {
         shared.set_pool(&pool);
 
         for (_, ctx) in &self.listeners {
-            tracing::info!(listener = %ctx.name, addr = %ctx.addr, protocol = ?ctx.protocol, "listening");
+            tracing::info!(listener = %ctx.name, addr = %ctx.addr, protocol = %ctx.protocol, "listening");
         }
         let acceptor =
             Acceptor::new(self.poll, self.listeners, self.control_rx, Arc::clone(&pool), Arc::clone(&shared))

@@ -244,5 +244,6 @@ fn text_log_lines_do_not_repeat_their_fields() {
         let line = log.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("no {needle:?} in\n{log}"));
         assert_eq!(line.matches(field).count(), 1, "{line}");
     }
-    // TODO(merge of the config branch): `protocol=echo`, as the config spells it.
+    assert!(log.contains("protocol=echo") && log.contains("protocol=http"), "as the config spells it:\n{log}");
+    assert!(log.contains("drain_delay=0s"), "durations as the config writes them:\n{log}");
 }
