@@ -22,6 +22,7 @@ mod metrics;
 #[allow(dead_code)]
 mod net;
 mod pool;
+mod proxy;
 pub mod server;
 mod service;
 mod shared;
@@ -29,13 +30,17 @@ mod signals;
 mod stop;
 mod systemd;
 
-/// What the cargo-fuzz targets in `fuzz/` call: the sans-IO request-head parser
-/// and chunked decoder, whose modules are private. Not part of the API: hidden
+/// What the cargo-fuzz targets in `fuzz/` call: the sans-IO request-head parser,
+/// chunked decoder and PROXY-header parser, whose modules are private. Not part of the API: hidden
 /// from the docs and free to change with the targets.
 #[doc(hidden)]
 pub mod fuzzing {
     pub use crate::http::body::{decode_all, ChunkedDecoder, ChunkedError, ChunkedLimits};
     pub use crate::http::parse::{parse_head, BodyKind, Error as HeadError, Head, HeadLimits, Parsed};
+    pub use crate::proxy::{
+        parse as parse_proxy, Header as ProxyHeader, Parsed as ProxyParsed, ProxyError, Versions as ProxyVersions,
+        MAX_HEADER as PROXY_MAX_HEADER,
+    };
 }
 
 pub use acceptor::StopReport;
