@@ -568,7 +568,7 @@ graceful_timeout = "10s"'
       t1=$(date +%s%N)
       forget "$SP_PID"
       [ -n "$wpid" ] && { kill -TERM "$wpid" 2>/dev/null || true; wait "$wpid" 2>/dev/null || true; forget "$wpid"; }
-      echo "### w6 $mode round $r: exit=$rc $(grep -o 'stopped:.*' "$lg" || true)" >>"$RAW"
+      echo "### w6 $mode round $r: exit=$rc $(grep -o 'stopped drained=.*' "$lg" || true)" >>"$RAW"
       record w6 spindle "$mode" "$r" stop_ms "$(( (t1 - t0) / 1000000 ))"
       record w6 spindle "$mode" "$r" exit "$rc"
     done

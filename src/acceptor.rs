@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::config::fmt_duration;
 use crate::conn::{Conn, Next, Phase};
 use crate::control::Control;
 use crate::listener::ListenerCtx;
@@ -92,6 +93,8 @@ pub struct Acceptor {
     saturated: bool,
     stopping: Option<Stopping>,
     last_saturation_warning: Option<Instant>,
+    /// Saturation warnings not logged since the last one (rate limit).
+    suppressed_warnings: u64,
     /// `WATCHDOG=1` interval and next due time (sent from this loop on purpose).
     watchdog: Option<(Duration, Instant)>,
     /// Next `STATUS=` update for systemd.
@@ -124,6 +127,7 @@ impl Acceptor {
             saturated: false,
             stopping: None,
             last_saturation_warning: None,
+            suppressed_warnings: 0,
             watchdog: None,
             next_status: None,
         };
@@ -251,8 +255,8 @@ impl Acceptor {
         let max = self.shared.limits().max_connections;
         loop {
             if self.shared.registry.open() >= max {
-                self.warn_saturated(|| {
-                    tracing::warn!(target: "spindle::saturation", max_connections = max, "max_connections reached; accepting paused")
+                self.warn_saturated(|suppressed| {
+                    tracing::warn!(target: "spindle::saturation", max_connections = max, suppressed, "max_connections reached; accepting paused")
                 });
                 let _ = self.listen(false);
                 return;
@@ -272,7 +276,10 @@ impl Acceptor {
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS: back off instead of spinning on a
                     // listener that stays readable.
-                    tracing::warn!(target: "spindle::saturation", error = %e, "accept failed; pausing accepts for {ACCEPT_BACKOFF:?}");
+                    self.shared.metrics.accept_errors.inc();
+                    self.warn_saturated(|suppressed| {
+                        tracing::warn!(target: "spindle::saturation", error = %e, suppressed, "accept failed; pausing accepts for {ACCEPT_BACKOFF:?}")
+                    });
                     let _ = self.listen(false);
                     self.accept_resume_at = Some(Instant::now() + ACCEPT_BACKOFF);
                     return;
@@ -357,21 +364,25 @@ impl Acceptor {
     fn shed(&mut self, conn: Conn) {
         let stats = self.shared.stats();
         let shed_total = self.shared.metrics.shed.get() + 1;
-        self.warn_saturated(|| {
-            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, "every worker busy and the run queue full; shedding")
+        self.warn_saturated(|suppressed| {
+            tracing::warn!(target: "spindle::saturation", queued = stats.queued, threads = stats.threads, shed_total, suppressed, "every worker busy and the run queue full; shedding")
         });
         if let Next::Park(conn) = service::shed(conn, &self.shared) {
             self.shared.lot.park(conn);
         }
     }
 
-    /// Saturation warnings, at most one a second: at the limit they would otherwise
-    /// come once per connection.
-    fn warn_saturated(&mut self, log: impl FnOnce()) {
+    /// Saturation warnings (max_connections, shedding, failed accepts), at most one a
+    /// second: at the limit they would otherwise come once per connection, or every
+    /// accept back-off. `log` gets how many were left out since the last one; the
+    /// metrics count every occurrence.
+    fn warn_saturated(&mut self, log: impl FnOnce(u64)) {
         let now = Instant::now();
         if self.last_saturation_warning.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
             self.last_saturation_warning = Some(now);
-            log();
+            log(std::mem::take(&mut self.suppressed_warnings));
+        } else {
+            self.suppressed_warnings += 1;
         }
     }
 
@@ -390,7 +401,7 @@ impl Acceptor {
         let drain_delay = self.shared.config().server.drain_delay;
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.notifier.stopping("graceful stop: draining");
-        tracing::info!(drain_delay = ?drain_delay, "graceful stop: readiness now 503; listeners close after drain_delay");
+        tracing::info!(drain_delay = %fmt_duration(drain_delay), "graceful stop: readiness now 503; listeners close after drain_delay");
         self.stopping = Some(Stopping {
             started: now,
             close_listeners_at: now + drain_delay,
@@ -438,6 +449,14 @@ impl Acceptor {
 
     fn close_listeners_and_idle(&mut self) {
         let _ = self.listen(false);
+        // Connections the kernel has already completed are waiting in the accept
+        // queues: take them (they are served, with `Connection: close`) rather than
+        // let the close reset them. What arrives after this is refused, or, on a
+        // SO_REUSEPORT listener with net.ipv4.tcp_migrate_req = 1, moved by the kernel
+        // to another process's listener on the same port.
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
         // Dropping the sockets closes them: new connections are refused from here on.
         self.listeners.clear();
         self.accept_resume_at = None;
@@ -451,7 +470,7 @@ impl Acceptor {
             s.deadline = Some(Instant::now() + timeout);
             s.open_at_close = open;
         }
-        tracing::info!(open, graceful_timeout = ?timeout, "listeners closed; draining");
+        tracing::info!(open, graceful_timeout = %fmt_duration(timeout), "listeners closed; draining");
     }
 
     fn stop_now(mut self) -> StopReport {

@@ -25,6 +25,16 @@ mod shared;
 mod signals;
 mod stop;
 mod systemd;
+mod upgrade;
+
+/// What the cargo-fuzz targets in `fuzz/` call: the sans-IO request-head parser
+/// and chunked decoder, whose modules are private. Not part of the API: hidden
+/// from the docs and free to change with the targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::http::body::{decode_all, ChunkedDecoder, ChunkedError, ChunkedLimits};
+    pub use crate::http::parse::{parse_head, BodyKind, Error as HeadError, Head, HeadLimits, Parsed};
+}
 
 pub use acceptor::StopReport;
 pub use config::Config;

@@ -22,6 +22,11 @@ struct Cli {
     /// Config file (TOML). Without it, the embedded default (`spindle print-config`).
     #[arg(short, long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Once serving, write `pid N` and a `listener NAME ADDRESS` line per listener
+    /// (the real port for a `:0` bind) to FILE, atomically; removed at exit. For
+    /// scripts and tests that need the ports without reading the log.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,6 +76,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Warnings go to stderr even with --quiet: the journal keeps them.
+            for warning in config.warnings() {
+                eprintln!("spindle: warning: {warning}");
+            }
             if !no_bind {
                 // The same binding the daemon does, released at once: a port in use or
                 // a privileged port for this user fails here, not at the next start.
@@ -116,12 +125,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(config, cli.config)
+            run(config, cli.config, cli.ready_file)
         }
     }
 }
 
-fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
+fn run(config: Config, path: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
     let set_level = match init_logging(&config.log) {
         Ok(f) => f,
         Err(e) => {
@@ -142,29 +151,89 @@ fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
             .unwrap_or_else(|| "non-string panic payload".into());
         tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
     }));
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::info!(nofile = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit: {n}"),
-        Err(e) => tracing::warn!(error = %e, "cannot raise the open-files limit"),
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
     }
-    let server =
-        match Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level).build() {
-            Ok(s) => s,
-            Err(e) => {
-                // Once, through the log (the journal or a terminal alike), in its format.
-                tracing::error!("{e}");
-                return ExitCode::from(match e {
-                    StartError::Bind(_) | StartError::Activation(_) => 2,
-                    _ => 1,
-                });
-            }
-        };
-    match server.run() {
+    open_files_limit(&config);
+    let mut builder = Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level);
+    if let Some(file) = ready_file.clone() {
+        builder = builder.on_ready(move |addrs| write_ready_file(&file, addrs));
+    }
+    let server = match builder.build() {
+        Ok(s) => s,
+        Err(e) => {
+            // Once, through the log (the journal or a terminal alike), in its format.
+            tracing::error!("{e}");
+            return ExitCode::from(match e {
+                StartError::Bind(_) | StartError::Activation(_) => 2,
+                _ => 1,
+            });
+        }
+    };
+    let outcome = server.run();
+    if let Some(file) = &ready_file {
+        // Only our own: after a SIGUSR2 upgrade the file is the successor's.
+        let ours = format!("pid {}\n", std::process::id());
+        if std::fs::read_to_string(file).is_ok_and(|text| text.starts_with(&ours)) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+    match outcome {
         Ok(summary) if summary.missed.is_empty() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--ready-file`: written to a temporary name and renamed, so a reader never sees
+/// half of it.
+fn write_ready_file(file: &std::path::Path, addrs: &[(String, std::net::SocketAddr)]) {
+    let mut text = format!("pid {}\n", std::process::id());
+    for (name, addr) in addrs {
+        text.push_str(&format!("listener {name} {addr}\n"));
+    }
+    let mut tmp = file.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
+    if let Err(e) = written {
+        tracing::error!(path = %file.display(), "cannot write the ready file: {e}");
+    }
+}
+
+/// Raises the soft open-files limit to the hard one (one descriptor per connection),
+/// says so only if it changed, and warns when `max_connections` cannot be reached under
+/// it: accepts would then fail with EMFILE long before the configured cap.
+fn open_files_limit(config: &Config) {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => {
+            if let Some((soft, _)) = before.filter(|(soft, _)| *soft != n) {
+                tracing::info!(from = soft, to = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit");
+            }
+            n
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-files limit");
+            match before {
+                Some((soft, _)) => soft,
+                None => return,
+            }
+        }
+    };
+    // Besides one per connection: stdio, the listeners, epoll and eventfds, and a
+    // temporary file per large request body being received.
+    let reserve = 32 + config.listeners.len() as u64;
+    let wanted = config.limits.max_connections as u64 + reserve;
+    if limit < wanted {
+        tracing::warn!(
+            max_connections = config.limits.max_connections,
+            nofile = limit,
+            "limits.max_connections needs more open files than RLIMIT_NOFILE allows: accepts will fail (EMFILE) at about {} connections; raise LimitNOFILE= or `ulimit -n`, or lower max_connections",
+            limit.saturating_sub(reserve)
+        );
     }
 }
 

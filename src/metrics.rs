@@ -59,6 +59,8 @@ pub struct Metrics {
     pub shed: Counter,
     /// Queued work dropped unrun because its client hung up while it waited.
     pub dropped: Counter,
+    /// Failed accepts other than the transient ones (EMFILE, ENFILE, ENOBUFS).
+    pub accept_errors: Counter,
     /// Bytes echoed.
     pub echo_bytes: Counter,
     /// HTTP responses by status class: index 0 = 1xx … 4 = 5xx.
@@ -79,9 +81,10 @@ impl Metrics {
         self.durations.observe(duration);
     }
 
-    /// Renders the counters in Prometheus text exposition format (0.0.4); `gauges`
-    /// adds figures owned elsewhere (pool, connections) as `(name, help, value)`.
-    pub fn prometheus(&self, gauges: &[(&str, &str, u64)]) -> String {
+    /// Renders the counters in Prometheus text exposition format (0.0.4); `owned`
+    /// adds figures owned elsewhere (pool, connections) as `(name, type, help, value)`,
+    /// the type being `"gauge"` or `"counter"`.
+    pub fn prometheus(&self, owned: &[(&str, &str, &str, u64)]) -> String {
         let mut out = String::with_capacity(4096);
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
@@ -99,11 +102,17 @@ impl Metrics {
             "Queued requests not run because their client hung up while they waited.",
             self.dropped.get(),
         );
+        one(
+            "spindle_accept_errors_total",
+            "counter",
+            "Accepts that failed for lack of resources (EMFILE, ENFILE, ENOBUFS); accepting pauses 100 ms after each.",
+            self.accept_errors.get(),
+        );
         one("spindle_echo_bytes_total", "counter", "Bytes echoed.", self.echo_bytes.get());
         one("spindle_http_request_bytes_total", "counter", "HTTP request bytes read.", self.bytes_in.get());
         one("spindle_http_response_bytes_total", "counter", "HTTP response bytes written.", self.bytes_out.get());
-        for (name, help, v) in gauges {
-            one(name, "gauge", help, *v);
+        for (name, kind, help, v) in owned {
+            one(name, kind, help, *v);
         }
         let _ = writeln!(out, "# HELP spindle_http_responses_total HTTP responses by status class.");
         let _ = writeln!(out, "# TYPE spindle_http_responses_total counter");
@@ -136,7 +145,10 @@ mod tests {
         m.response(200, Duration::from_micros(300));
         m.response(404, Duration::from_millis(20));
         m.response(503, Duration::from_secs(10));
-        let text = m.prometheus(&[("spindle_pool_threads", "Worker threads.", 4)]);
+        let text = m.prometheus(&[
+            ("spindle_pool_threads", "gauge", "Worker threads.", 4),
+            ("spindle_pool_panics_total", "counter", "Turns that panicked.", 1),
+        ]);
         for line in [
             "spindle_http_responses_total{class=\"2xx\"} 1",
             "spindle_http_responses_total{class=\"4xx\"} 1",
@@ -147,6 +159,8 @@ mod tests {
             "spindle_http_request_duration_seconds_bucket{le=\"+Inf\"} 3",
             "spindle_http_request_duration_seconds_count 3",
             "spindle_pool_threads 4",
+            "# TYPE spindle_pool_threads gauge",
+            "# TYPE spindle_pool_panics_total counter",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

@@ -30,7 +30,7 @@ use crate::pool::{Pool, SpawnError};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::{http, service};
+use crate::{http, service, upgrade};
 
 /// After the acceptor is done, how long the pool gets to finish before sockets are cut.
 const POOL_JOIN: Duration = Duration::from_secs(5);
@@ -96,8 +96,12 @@ pub struct ServerBuilder {
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
+    on_ready: Option<ReadyHook>,
     systemd: bool,
 }
+
+/// Called once the server serves, with each listener's name and bound address.
+type ReadyHook = Box<dyn FnOnce(&[(String, SocketAddr)]) + Send>;
 
 impl ServerBuilder {
     /// Speaks sd_notify (`NOTIFY_SOCKET`, `WATCHDOG_USEC`) and adopts socket-activated
@@ -108,7 +112,8 @@ impl ServerBuilder {
     }
 
     /// Mounts `app` at path `prefix` on every HTTP listener (longest prefix wins; it
-    /// replaces a built-in app configured at the same prefix).
+    /// replaces a built-in app configured at the same prefix). A listener whose config
+    /// names no apps then serves only the mounted apps, not the default table.
     pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
         self.apps.push((prefix.to_string(), Arc::new(app)));
         self
@@ -133,6 +138,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Called once, from `run`, when the server serves: every listener bound, the
+    /// workers, the acceptor and (if on) the signal thread running. Gets each
+    /// listener's name and bound address (the real port for a `:0` bind). The daemon's
+    /// `--ready-file` is written here; an embedder can start its clients here.
+    pub fn on_ready(mut self, hook: impl FnOnce(&[(String, SocketAddr)]) + Send + 'static) -> Self {
+        self.on_ready = Some(Box::new(hook));
+        self
+    }
+
     /// Binds every listener. Nothing runs yet; a bind error means nothing started.
     pub fn build(self) -> Result<Server, StartError> {
         let poll = Poll::new()?;
@@ -147,9 +161,15 @@ impl ServerBuilder {
             None
         };
         if activated.is_some() {
-            tracing::info!("socket-activated: adopting the listening sockets systemd passed");
+            tracing::info!(
+                "adopting the listening sockets passed in LISTEN_FDS (systemd socket activation, or a SIGUSR2 upgrade)"
+            );
         }
         let mut listeners = Vec::new();
+        // Duplicates of the listening sockets for a SIGUSR2 successor (the daemon only:
+        // its successor adopts them the way it adopts systemd's).
+        let upgrades = self.systemd && self.signals;
+        let mut inheritable = Vec::new();
         for (i, cfg) in self.config.listeners.iter().enumerate() {
             let passed = activated.as_mut().and_then(|a| a.get_mut(i)).and_then(Option::take);
             let std_listener = match passed {
@@ -159,18 +179,23 @@ impl ServerBuilder {
                     if activated.is_some() {
                         tracing::warn!(
                             listener = %cfg.name,
-                            "systemd passed no socket named {:?}; bound {} itself (start its .socket unit to have systemd hold the port)",
-                            cfg.name,
-                            cfg.bind
+                            addr = %cfg.bind,
+                            "systemd passed no socket of this name; bound it here (start its .socket unit to have systemd hold the port)"
                         );
                     }
                     l
                 }
             };
             let addr = std_listener.local_addr()?;
+            if upgrades {
+                inheritable.push((cfg.name.clone(), std_listener.try_clone()?));
+            }
             let router = match cfg.protocol {
                 Protocol::Http => {
-                    let builtin = cfg.apps.iter().filter_map(|(prefix, name)| {
+                    // A listener the file gave no apps gets the default table, unless
+                    // this program mounts its own: then it serves only those.
+                    let configured = if cfg.default_apps && !self.apps.is_empty() { &[][..] } else { &cfg.apps[..] };
+                    let builtin = configured.iter().filter_map(|(prefix, name)| {
                         http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
                     });
                     Router::new(builtin.chain(self.apps.iter().map(|(p, a)| (p.clone(), Arc::clone(a)))).collect())
@@ -185,8 +210,17 @@ impl ServerBuilder {
             });
             listeners.push((mio::net::TcpListener::from_std(std_listener), ctx));
         }
+        warn_reuse_port_resets(&self.config);
+        let upgrade = if upgrades {
+            upgrade::Plan::capture(inheritable)
+                .map_err(|e| tracing::warn!(error = %e, "SIGUSR2 upgrades are off: cannot tell this binary's path"))
+                .ok()
+        } else {
+            None
+        };
         let (control_tx, control_rx) = mpsc::channel();
         Ok(Server {
+            upgrade,
             poll,
             waker,
             listeners,
@@ -196,6 +230,7 @@ impl ServerBuilder {
             signals: self.signals,
             config_path: self.config_path,
             on_log_level: self.on_log_level,
+            on_ready: self.on_ready,
         })
     }
 }
@@ -211,6 +246,8 @@ pub struct Server {
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
+    on_ready: Option<ReadyHook>,
+    upgrade: Option<upgrade::Plan>,
 }
 
 impl Server {
@@ -222,6 +259,7 @@ impl Server {
             signals: false,
             config_path: None,
             on_log_level: None,
+            on_ready: None,
             systemd: false,
         }
     }
@@ -241,8 +279,10 @@ impl Server {
     }
 
     /// Runs until stopped; joins every thread it started before returning.
-    pub fn run(self) -> Result<StopSummary, StartError> {
+    pub fn run(mut self) -> Result<StopSummary, StartError> {
         let handle = self.handle();
+        let addrs = self.local_addrs();
+        let on_ready = self.on_ready.take();
         let shared = Arc::clone(&self.shared);
         let config = shared.config();
         let pool = {
@@ -255,7 +295,7 @@ impl Server {
         shared.set_pool(&pool);
 
         for (_, ctx) in &self.listeners {
-            tracing::info!(listener = %ctx.name, addr = %ctx.addr, protocol = ?ctx.protocol, "listening");
+            tracing::info!(listener = %ctx.name, addr = %ctx.addr, protocol = %ctx.protocol, "listening");
         }
         let acceptor =
             Acceptor::new(self.poll, self.listeners, self.control_rx, Arc::clone(&pool), Arc::clone(&shared))
@@ -273,6 +313,7 @@ impl Server {
                 handle: handle.clone(),
                 config_path: self.config_path,
                 on_log_level: self.on_log_level,
+                upgrade: self.upgrade,
             };
             match signals::spawn(ctx) {
                 Ok(s) => Some(s),
@@ -294,6 +335,9 @@ impl Server {
             "ready"
         );
         shared.notifier.ready(&shared.status_line());
+        if let Some(hook) = on_ready {
+            hook(&addrs);
+        }
 
         let mut threads_joined = 0;
         let report = match acceptor.join() {
@@ -331,11 +375,7 @@ impl Server {
             threads_joined = summary.threads_joined,
             ms = summary.elapsed.as_millis() as u64,
             immediate = summary.report.immediate,
-            "stopped: {} connections drained, {} cut, {} threads joined in {} ms",
-            summary.report.drained,
-            summary.report.cut,
-            summary.threads_joined,
-            summary.elapsed.as_millis()
+            "stopped"
         );
         if !summary.missed.is_empty() {
             tracing::error!(missed = ?summary.missed, "worker threads stuck in an app could not be joined");
@@ -368,3 +408,18 @@ fn serve((conn, queued): (Conn, Option<Instant>), shared: &Shared) {
 
 /// Apps by name, as the config's `[listener.apps]` refers to them.
 pub type AppTable = HashMap<String, Arc<dyn App>>;
+
+/// Linux resets the connections still queued on a SO_REUSEPORT listener when it
+/// closes, unless `net.ipv4.tcp_migrate_req` (5.14+, per network namespace) tells it to
+/// move them to another listener of the group: without it, stopping one of several
+/// processes sharing a port fails the clients that were waiting for it.
+fn warn_reuse_port_resets(config: &Config) {
+    let Some(l) = config.listeners.iter().find(|l| l.reuse_port) else { return };
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").map(|s| s.trim().to_string());
+    if migrate.as_deref().is_ok_and(|v| v == "0") {
+        tracing::warn!(
+            listener = %l.name,
+            "reuse_port is on but net.ipv4.tcp_migrate_req = 0: when this process stops, connections still queued on its listening socket are reset instead of moved to another process on the port; set it to 1 (sysctl)"
+        );
+    }
+}

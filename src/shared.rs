@@ -6,7 +6,7 @@
 //! built-in apps can all take a `&Shared` without a cycle through the server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 use crate::config::{Config, Limits};
@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// sd_notify (silent unless enabled and `NOTIFY_SOCKET` is set).
     pub notifier: Notifier,
+    /// Why the last SIGHUP reload failed, until one succeeds.
+    reload_error: Mutex<Option<String>>,
 }
 
 /// A read-only view of the server's figures, for the built-in apps and `STATUS=`.
@@ -77,6 +79,7 @@ impl Shared {
             pool: OnceLock::new(),
             started: Instant::now(),
             notifier,
+            reload_error: Mutex::new(None),
         }
     }
 
@@ -127,11 +130,26 @@ impl Shared {
         }
     }
 
-    /// One line of live figures, for systemd's `STATUS=`.
+    /// Records the outcome of a SIGHUP reload: `Some(why)` if it failed.
+    pub(crate) fn set_reload_error(&self, error: Option<String>) {
+        *self.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Why the last reload failed, until one succeeds.
+    pub(crate) fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// One line of live figures, for systemd's `STATUS=`. A failed reload leads it
+    /// until a reload succeeds: the periodic refresh must not hide it within seconds.
     pub(crate) fn status_line(&self) -> String {
         let s = self.stats();
+        let reload = match self.reload_error() {
+            Some(e) => format!("RELOAD FAILED, running the previous config: {e} | "),
+            None => String::new(),
+        };
         format!(
-            "{} connections ({} parked), {}/{} threads busy, queue {}/{}, shed {}",
+            "{reload}{} connections ({} parked), {}/{} threads busy, queue {}/{}, shed {}",
             s.open,
             s.parked,
             s.busy,

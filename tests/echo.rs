@@ -53,6 +53,7 @@ fn a_thousand_idle_sessions_hold_no_threads_and_a_new_one_is_served_at_once() {
     raise_nofile();
     let daemon = Daemon::start(&echo_config("min_threads = 2\nmax_threads = 2", ""));
     let addr = daemon.addr("echo");
+    let baseline = round_trip_median(addr);
     let mut idle = Vec::with_capacity(1000);
     for i in 0..1000u32 {
         let mut s = connect(addr);
@@ -60,11 +61,14 @@ fn a_thousand_idle_sessions_hold_no_threads_and_a_new_one_is_served_at_once() {
         assert_eq!(echo_once(&mut s, &i.to_le_bytes()), i.to_le_bytes());
         idle.push(s);
     }
-    let mut fresh = connect(addr);
-    let started = Instant::now();
-    assert_eq!(echo_once(&mut fresh, b"still here?"), b"still here?");
-    let took = started.elapsed();
-    assert!(took < Duration::from_millis(100), "a new session waited {took:?} behind 1000 idle ones");
+    // Relative to the same daemon before the idle sessions, so a busy machine slows
+    // both: a session that had to wait for a thread held by an idle one would wait
+    // for echo_idle_timeout (minutes), not a few times the baseline.
+    let took = round_trip_median(addr);
+    assert!(
+        took < baseline * 20 + Duration::from_millis(20),
+        "a new session took {took:?} behind 1000 idle ones (baseline {baseline:?})"
+    );
     let threads = daemon.thread_names();
     // main + acceptor + signals + 2 workers.
     assert!(threads.len() <= 2 + 4, "{} threads for 1001 sessions: {threads:?}", threads.len());
@@ -167,7 +171,7 @@ fn sigterm_while_twenty_clients_stream_echoes_everything_read_then_eof_or_reset_
     let status = daemon.wait_exit(Duration::from_secs(15)).expect("exited");
     assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log.text());
     let log = daemon.log.text();
-    assert!(log.contains("stopped:") && log.contains("0 cut"), "summary line:\n{log}");
+    assert!(log.contains("stopped drained=20 cut=0"), "summary line:\n{log}");
 }
 
 /// A client that sends and never reads: its echo backs up and the graceful stop must
@@ -240,4 +244,18 @@ fn at_max_connections_accepting_pauses_and_resumes_when_one_closes() {
     fourth.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
     fourth.read_exact(&mut buf).expect("served once a slot is free");
     assert_eq!(&buf, b"b");
+}
+
+/// The median of five connect-and-echo round trips on fresh sessions.
+fn round_trip_median(addr: std::net::SocketAddr) -> Duration {
+    let mut times: Vec<Duration> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            let mut s = connect(addr);
+            assert_eq!(echo_once(&mut s, b"still here?"), b"still here?");
+            started.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[2]
 }

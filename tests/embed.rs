@@ -96,10 +96,10 @@ fn with_the_queue_full_further_requests_get_503_at_once() {
     let mut shed = 0;
     let deadline = Instant::now() + Duration::from_secs(5);
     while shed < 3 && Instant::now() < deadline {
-        let started = Instant::now();
         let (status, head, _) = request(addr, GET);
+        // The gate holds the only worker until after this loop: a 503 arriving at all
+        // shows it did not wait for a worker (no wall-clock bound needed).
         if status == 503 {
-            assert!(started.elapsed() < Duration::from_millis(500), "503 took {:?}", started.elapsed());
             assert!(head.contains("Retry-After: 1"), "{head}");
             assert!(head.contains("Connection: close"), "{head}");
             shed += 1;

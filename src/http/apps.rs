@@ -80,7 +80,7 @@ impl App for Environ {
         for (k, v) in env {
             let _ = writeln!(out, "{k}={v}");
         }
-        Ok(Response::bytes(200, "text/plain; charset=utf-8", out.into_bytes()))
+        Ok(live(Response::bytes(200, "text/plain; charset=utf-8", out.into_bytes())))
     }
 }
 
@@ -88,7 +88,7 @@ impl App for Environ {
 pub struct Healthz;
 impl App for Healthz {
     fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        Ok(Response::bytes(200, "text/plain", b"ok\n".to_vec()))
+        Ok(live(Response::bytes(200, "text/plain", b"ok\n".to_vec())))
     }
 }
 
@@ -97,32 +97,46 @@ impl App for Healthz {
 pub struct Readyz(Arc<Shared>);
 impl App for Readyz {
     fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        Ok(if self.0.is_draining() {
+        Ok(live(if self.0.is_draining() {
             Response::bytes(503, "text/plain", b"draining\n".to_vec()).with_header("Retry-After", "1")
         } else {
             Response::bytes(200, "text/plain", b"ready\n".to_vec())
-        })
+        }))
     }
 }
 
-/// The figures that are gauges, shared by `metrics` and `status`.
-fn gauges(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
+/// A response about this moment (health, figures, the caller's own request): no cache
+/// may store it, or a probe or a scrape could be answered with an old copy (RFC 9111
+/// §5.2.2.5; REDbot flagged these as storable by any cache).
+fn live(response: Response) -> Response {
+    response.with_header("Cache-Control", "no-store")
+}
+
+/// The figures owned outside `Metrics`, as `(name, type, help, value)`.
+fn figures(shared: &Shared) -> Vec<(&'static str, &'static str, &'static str, u64)> {
     let s = shared.stats();
     vec![
-        ("spindle_connections_open", "Open connections, parked ones included.", s.open as u64),
-        ("spindle_connections_parked", "Connections parked (no thread holds them).", s.parked as u64),
+        ("spindle_connections_open", "gauge", "Open connections, parked ones included.", s.open as u64),
+        ("spindle_connections_parked", "gauge", "Connections parked (no thread holds them).", s.parked as u64),
         (
             "spindle_connections_active",
+            "gauge",
             "Connections with a worker or on the run queue.",
             s.open.saturating_sub(s.parked) as u64,
         ),
-        ("spindle_pool_threads", "Worker threads alive.", s.threads as u64),
-        ("spindle_pool_busy_threads", "Worker threads running a turn.", s.busy as u64),
-        ("spindle_pool_min_threads", "Configured minimum worker threads.", s.min_threads as u64),
-        ("spindle_pool_max_threads", "Configured maximum worker threads.", s.max_threads as u64),
-        ("spindle_queue_depth", "Connections on the run queue, waiting for a thread.", s.queued as u64),
-        ("spindle_queue_capacity", "Run queue capacity.", s.queue_capacity as u64),
-        ("spindle_pool_panics_total", "Turns that panicked (caught).", s.panics),
+        ("spindle_pool_threads", "gauge", "Worker threads alive.", s.threads as u64),
+        ("spindle_pool_busy_threads", "gauge", "Worker threads running a turn.", s.busy as u64),
+        ("spindle_pool_min_threads", "gauge", "Configured minimum worker threads.", s.min_threads as u64),
+        ("spindle_pool_max_threads", "gauge", "Configured maximum worker threads.", s.max_threads as u64),
+        ("spindle_queue_depth", "gauge", "Connections on the run queue, waiting for a thread.", s.queued as u64),
+        ("spindle_queue_capacity", "gauge", "Run queue capacity.", s.queue_capacity as u64),
+        ("spindle_pool_panics_total", "counter", "Turns that panicked (caught).", s.panics),
+        (
+            "spindle_config_last_reload_successful",
+            "gauge",
+            "1 unless the last SIGHUP reload failed (the running config was kept).",
+            u64::from(shared.reload_error().is_none()),
+        ),
     ]
 }
 
@@ -130,8 +144,8 @@ fn gauges(shared: &Shared) -> Vec<(&'static str, &'static str, u64)> {
 pub struct Metrics(Arc<Shared>);
 impl App for Metrics {
     fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
-        let text = self.0.metrics.prometheus(&gauges(&self.0));
-        Ok(Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes()))
+        let text = self.0.metrics.prometheus(&figures(&self.0));
+        Ok(live(Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())))
     }
 }
 
@@ -175,6 +189,6 @@ impl App for Status {
             m.bytes_out.get(),
             m.echo_bytes.get(),
         );
-        Ok(Response::bytes(200, "application/json", json.into_bytes()))
+        Ok(live(Response::bytes(200, "application/json", json.into_bytes())))
     }
 }

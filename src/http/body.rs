@@ -22,15 +22,27 @@
 //! trailer-section = *( field-line CRLF )
 //! ```
 //!
-//! As in the head parser, a bare LF is accepted wherever CRLF is (RFC 9112 §2.2)
-//! and a CR not followed by LF is refused.
+//! Unlike the head parser, every line here must end in CRLF: a bare LF is refused
+//! as firmly as a bare CR. RFC 9112 §2.2 lets a recipient accept a bare LF, but the
+//! head is a place where every proxy does the same thing with one, while chunk lines
+//! are not: some proxies end a chunk-size line at a bare LF and some read the LF as
+//! part of the line, so accepting it lets a client make us and a proxy disagree on
+//! where the body ends — a smuggled request (the "chunk-size LF" class of
+//! desyncs, e.g. the 2023 "funky chunks" findings). RFC 9112 §7.1 grammar has CRLF
+//! only, so refusing is plain conformance.
+//!
+//! The payload is bounded here too ([`ChunkedLimits::max_body_bytes`]): a chunk-size
+//! that would take the body past the limit is refused as soon as its digits say so,
+//! before a byte of its data is read or stored.
 
 use std::fmt;
 
-/// Bounds on the framing bytes of a chunked body. The payload itself is bounded
-/// by the caller, which compares [`ChunkedDecoder::decoded_total`] to its limit.
+/// Bounds on a chunked body: its framing bytes and its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkedLimits {
+    /// Most payload bytes in the whole body (`limits.max_body_bytes`); a chunk-size
+    /// that would pass it is [`ChunkedError::TooLarge`] before its data is read.
+    pub max_body_bytes: u64,
     /// Most hex digits in a chunk-size, leading zeros included (16 fits any `u64`).
     pub max_chunk_size_digits: usize,
     /// Most bytes of chunk extensions on one chunk line, from the first `;`.
@@ -40,21 +52,32 @@ pub struct ChunkedLimits {
 }
 
 impl Default for ChunkedLimits {
-    /// 16 digits, 4 KiB of extensions per chunk line, 16 KiB of trailers.
+    /// No payload limit, 16 digits, 4 KiB of extensions per chunk line, 16 KiB of trailers.
     fn default() -> Self {
-        ChunkedLimits { max_chunk_size_digits: 16, max_extension_bytes: 4096, max_trailer_bytes: 16384 }
+        ChunkedLimits {
+            max_body_bytes: u64::MAX,
+            max_chunk_size_digits: 16,
+            max_extension_bytes: 4096,
+            max_trailer_bytes: 16384,
+        }
     }
 }
 
-/// Why a chunked body was refused. All of them mean the framing can no longer be
-/// trusted: answer 400 and close the connection.
+/// Why a chunked body was refused. All of them mean the body cannot be taken and
+/// the rest of the byte stream cannot be trusted: answer [`ChunkedError::status`]
+/// and close the connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChunkedError {
     /// A chunk line that is not `1*HEXDIG [ chunk-ext ] CRLF`.
     BadChunkSize,
-    /// A chunk-size with more than `max_chunk_size_digits` digits, or too big for a `u64`.
+    /// A chunk-size with more than `max_chunk_size_digits` digits.
     ChunkSizeTooLong,
-    /// Chunk data not followed by CRLF (or LF).
+    /// A chunk-size that would take the body past `max_body_bytes` (or past
+    /// `u64::MAX`): 413, decided from the digits alone.
+    TooLarge,
+    /// A line in the chunked framing ended by LF without CR.
+    BareLf,
+    /// Chunk data not followed by CRLF.
     BadChunkEnd,
     /// More than `max_extension_bytes` of extensions on one chunk line.
     ExtensionTooLong,
@@ -62,8 +85,7 @@ pub enum ChunkedError {
     TrailerTooLarge,
     /// A trailer line that is not a field line.
     BadTrailer,
-    /// Only from `decode_all` (tests and fuzzing): the input ended before the body did.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Only from [`decode_all`] (tests and fuzzing): the input ended before the body did.
     Incomplete,
 }
 
@@ -72,6 +94,8 @@ impl fmt::Display for ChunkedError {
         f.write_str(match self {
             ChunkedError::BadChunkSize => "invalid chunk size line",
             ChunkedError::ChunkSizeTooLong => "chunk size too long",
+            ChunkedError::TooLarge => "chunked body exceeds the body limit",
+            ChunkedError::BareLf => "bare lf in chunked framing",
             ChunkedError::BadChunkEnd => "chunk data not followed by crlf",
             ChunkedError::ExtensionTooLong => "chunk extension too long",
             ChunkedError::TrailerTooLarge => "trailer section too large",
@@ -82,6 +106,16 @@ impl fmt::Display for ChunkedError {
 }
 
 impl std::error::Error for ChunkedError {}
+
+impl ChunkedError {
+    /// The HTTP status to answer with: 413 for [`ChunkedError::TooLarge`], else 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            ChunkedError::TooLarge => 413,
+            _ => 400,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {
@@ -192,21 +226,27 @@ impl ChunkedDecoder {
                         return Err(ChunkedError::ChunkSizeTooLong);
                     }
                     let digit = u64::from((b as char).to_digit(16).unwrap_or(0));
-                    let size = size
-                        .checked_mul(16)
-                        .and_then(|s| s.checked_add(digit))
-                        .ok_or(ChunkedError::ChunkSizeTooLong)?;
+                    let size = size.checked_mul(16).and_then(|s| s.checked_add(digit)).ok_or(ChunkedError::TooLarge)?;
+                    // A size only grows with more digits, so once it passes what is
+                    // left of the limit the answer is 413 whatever follows: refuse
+                    // now, before the line ends and long before any of the data is
+                    // read. `total <= max_body_bytes` always holds (every earlier
+                    // chunk passed this check), so the subtraction cannot wrap.
+                    if size > self.limits.max_body_bytes - self.total {
+                        return Err(ChunkedError::TooLarge);
+                    }
                     State::Size { digits: digits + 1, size }
                 }
                 _ if digits == 0 => return Err(ChunkedError::BadChunkSize),
                 b';' => self.ext_byte(b, size, 0)?,
                 b'\r' => State::SizeLf { size },
-                b'\n' => self.chunk_line_done(size),
+                // See the module comment: in chunked framing a bare LF is refused.
+                b'\n' => return Err(ChunkedError::BareLf),
                 _ => return Err(ChunkedError::BadChunkSize),
             },
             State::Ext { size, len } => match b {
                 b'\r' => State::SizeLf { size },
-                b'\n' => self.chunk_line_done(size),
+                b'\n' => return Err(ChunkedError::BareLf),
                 _ => self.ext_byte(b, size, len)?,
             },
             State::SizeLf { size } => match b {
@@ -217,7 +257,7 @@ impl ChunkedDecoder {
             // the chunk data; RFC 9112 §7.1 requires CRLF there.
             State::DataEnd => match b {
                 b'\r' => State::DataLf,
-                b'\n' => State::Size { digits: 0, size: 0 },
+                b'\n' => return Err(ChunkedError::BareLf),
                 _ => return Err(ChunkedError::BadChunkEnd),
             },
             State::DataLf => match b {
@@ -226,7 +266,7 @@ impl ChunkedDecoder {
             },
             State::TrailerStart => match b {
                 b'\r' => State::EndLf,
-                b'\n' => State::Done,
+                b'\n' => return Err(ChunkedError::BareLf),
                 // A field-name is a token: this refuses obs-fold (leading
                 // whitespace) and an empty name (":x") alike.
                 _ if is_tchar(b) => {
@@ -239,6 +279,7 @@ impl ChunkedDecoder {
                 self.count_trailer()?;
                 match b {
                     b':' => State::TrailerValue,
+                    b'\n' => return Err(ChunkedError::BareLf),
                     // Includes whitespace before the colon (RFC 9112 §5.1) and a
                     // line ending with no colon at all.
                     _ if is_tchar(b) => State::TrailerName,
@@ -249,7 +290,7 @@ impl ChunkedDecoder {
                 self.count_trailer()?;
                 match b {
                     b'\r' => State::TrailerLf,
-                    b'\n' => State::TrailerStart,
+                    b'\n' => return Err(ChunkedError::BareLf),
                     b'\t' | 0x20..=0x7e | 0x80..=0xff => State::TrailerValue,
                     _ => return Err(ChunkedError::BadTrailer),
                 }
@@ -309,9 +350,9 @@ fn is_tchar(b: u8) -> bool {
 /// Decode a complete chunked body from the start of `input` with default limits.
 /// Returns the payload and how many bytes of `input` the body took; bytes after it
 /// are left alone. [`ChunkedError::Incomplete`] if `input` ends before the body.
-#[cfg(test)]
-pub(crate) fn decode_all(input: &[u8]) -> Result<(Vec<u8>, usize), ChunkedError> {
-    let mut decoder = ChunkedDecoder::new(ChunkedLimits::default());
+/// For tests and the fuzz targets; the server feeds [`ChunkedDecoder`] itself.
+pub fn decode_all(input: &[u8], limits: ChunkedLimits) -> Result<(Vec<u8>, usize), ChunkedError> {
+    let mut decoder = ChunkedDecoder::new(limits);
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let mut pos = 0;
@@ -393,9 +434,6 @@ mod tests {
             (b"A\r\n0123456789\r\n0\r\n\r\n", b"0123456789", 20),
             (b"a\r\n0123456789\r\n0\r\n\r\n", b"0123456789", 20),
             (b"0005\r\nhello\r\n000\r\n\r\n", b"hello", 20),
-            // LF alone as terminator, consistently with the head parser.
-            (b"5\nhello\n0\n\n", b"hello", 11),
-            (b"5\r\nhello\n0\n\r\n", b"hello", 13),
             // Data may contain anything, CR and LF included.
             (b"4\r\n\r\n\r\n\r\n0\r\n\r\n", b"\r\n\r\n", 14),
             // Extensions are consumed and ignored.
@@ -403,14 +441,14 @@ mod tests {
             (b"5;a;b=\"q s\"\r\nhello\r\n0\r\n\r\n", b"hello", 25),
             // Trailers are consumed and discarded.
             (b"5\r\nhello\r\n0\r\nX-Sum: abc\r\nY:\r\n\r\n", b"hello", 31),
-            (b"0\nX: y\n\n", b"", 8),
+            (b"0\r\nX: y\r\n\r\n", b"", 11),
             // Bytes after the body (a pipelined request) are left alone.
             (b"5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n", b"hello", 15),
         ];
         for &(input, payload, used) in cases {
             let got = decode_every_way(input, ChunkedLimits::default());
             assert_eq!(got, Ok((payload.to_vec(), used)), "{:?}", String::from_utf8_lossy(input));
-            assert_eq!(decode_all(input), Ok((payload.to_vec(), used)));
+            assert_eq!(decode_all(input, ChunkedLimits::default()), Ok((payload.to_vec(), used)));
         }
     }
 
@@ -443,6 +481,18 @@ mod tests {
             ("trailer nul", b"0\r\nX: a\x00\r\n\r\n", BadTrailer),
             ("trailer bare cr", b"0\r\nX: a\rb\r\n\r\n", BadTrailer),
             ("final bare cr", b"0\r\n\rX", BadTrailer),
+            // Bare LF, everywhere a chunked body has a line end (see the module
+            // comment for why the head parser's leniency stops here).
+            ("lf after size", b"5\nhello\r\n0\r\n\r\n", BareLf),
+            ("lf after ext", b"5;a=b\nhello\r\n0\r\n\r\n", BareLf),
+            ("lf after data", b"5\r\nhello\n0\r\n\r\n", BareLf),
+            ("lf after last chunk", b"5\r\nhello\r\n0\n\r\n", BareLf),
+            ("lf after last chunk ext", b"0;x\n\r\n", BareLf),
+            ("lf ending a trailer", b"0\r\nX: y\n\r\n", BareLf),
+            ("lf in a trailer name", b"0\r\nX\n\r\n", BareLf),
+            ("lf as the final line", b"0\r\n\n", BareLf),
+            ("lf after a trailer", b"0\r\nX: y\r\n\n", BareLf),
+            ("all lf", b"5\nhello\n0\n\n", BareLf),
         ];
         for (name, input, want) in cases {
             let got = decode_every_way(input, ChunkedLimits::default());
@@ -457,7 +507,7 @@ mod tests {
         for input in [&b"5\r\nhelloXX0\r\n\r\n"[..], b"5\r\nhello\r0\r\n\r\n", b"5\r\nhello\nX0\r\n\r\n"] {
             let got = decode_every_way(input, ChunkedLimits::default());
             assert!(
-                matches!(got, Err(ChunkedError::BadChunkEnd | ChunkedError::BadChunkSize)),
+                matches!(got, Err(ChunkedError::BadChunkEnd | ChunkedError::BadChunkSize | ChunkedError::BareLf)),
                 "{:?}: {got:?}",
                 String::from_utf8_lossy(input)
             );
@@ -480,9 +530,10 @@ mod tests {
     #[test]
     fn waitress_cve_2019_16786_size_must_fit() {
         let limits = ChunkedLimits { max_chunk_size_digits: 32, ..ChunkedLimits::default() };
-        // 16 digits fit any u64; 17 significant digits overflow it.
+        // 16 digits fit any u64; 17 significant digits overflow it: too large (413),
+        // like any size past the body limit.
         assert_eq!(decode_every_way(b"FFFFFFFFFFFFFFFF\r\n", limits), Err(ChunkedError::Incomplete));
-        assert_eq!(decode_every_way(b"10000000000000000\r\n", limits), Err(ChunkedError::ChunkSizeTooLong));
+        assert_eq!(decode_every_way(b"10000000000000000\r\n", limits), Err(ChunkedError::TooLarge));
         // Leading zeros do not overflow, but the digit limit still counts them.
         assert_eq!(decode_every_way(b"00000000000000000000001\r\nx\r\n0\r\n\r\n", limits), Ok((b"x".to_vec(), 33)));
         assert_eq!(
@@ -493,7 +544,12 @@ mod tests {
 
     #[test]
     fn framing_limits() {
-        let limits = ChunkedLimits { max_chunk_size_digits: 4, max_extension_bytes: 8, max_trailer_bytes: 12 };
+        let limits = ChunkedLimits {
+            max_body_bytes: u64::MAX,
+            max_chunk_size_digits: 4,
+            max_extension_bytes: 8,
+            max_trailer_bytes: 12,
+        };
         // (name, input, expected)
         #[allow(clippy::type_complexity)]
         let cases: &[(&str, &[u8], Result<(Vec<u8>, usize), ChunkedError>)] = &[
@@ -514,6 +570,42 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_size_past_the_body_limit_is_refused_from_its_digits() {
+        let limits = ChunkedLimits { max_body_bytes: 10, ..ChunkedLimits::default() };
+        // (name, input, expected)
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, &[u8], Result<(Vec<u8>, usize), ChunkedError>)] = &[
+            ("at the limit", b"a\r\n0123456789\r\n0\r\n\r\n", Ok((b"0123456789".to_vec(), 20))),
+            ("two chunks at the limit", b"5\r\n01234\r\n5\r\n56789\r\n0\r\n\r\n", Ok((b"0123456789".to_vec(), 25))),
+            ("leading zeros do not count", b"000a\r\n0123456789\r\n0\r\n\r\n", Ok((b"0123456789".to_vec(), 23))),
+            // Refused on the digits: no line end, no data needed.
+            ("one over", b"b", Err(ChunkedError::TooLarge)),
+            ("u64 max", b"ffffffffffffffff", Err(ChunkedError::TooLarge)),
+            ("u64 max, whole line", b"ffffffffffffffff\r\n", Err(ChunkedError::TooLarge)),
+            ("second chunk over", b"5\r\n01234\r\n6\r\n", Err(ChunkedError::TooLarge)),
+            ("second chunk over, two digits", b"5\r\n01234\r\n10", Err(ChunkedError::TooLarge)),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(&decode_every_way(input, limits), want, "{name}");
+        }
+        // Nothing of the oversized chunk is decoded: the refusal comes from the size.
+        let mut decoder = ChunkedDecoder::new(limits);
+        let mut dst = [0u8; 64];
+        assert_eq!(decoder.decode(b"ffffffffffffffff\r\nxxxx", &mut dst), Err(ChunkedError::TooLarge));
+        assert_eq!(decoder.decoded_total(), 0);
+        assert_eq!(ChunkedError::TooLarge.status(), 413);
+        assert_eq!(ChunkedError::BareLf.status(), 400);
+        // Without a limit: the default 16-digit cap refuses a 17th digit (400) before
+        // it could overflow; with a wider cap the overflow itself is too large (413).
+        assert_eq!(
+            decode_every_way(b"10000000000000000", ChunkedLimits::default()),
+            Err(ChunkedError::ChunkSizeTooLong)
+        );
+        let wide = ChunkedLimits { max_chunk_size_digits: 32, ..ChunkedLimits::default() };
+        assert_eq!(decode_every_way(b"10000000000000000", wide), Err(ChunkedError::TooLarge));
+    }
+
+    #[test]
     fn truncated_input_is_incomplete_not_an_error_of_framing() {
         let full = b"5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n";
         for end in 0..full.len() {
@@ -522,7 +614,7 @@ mod tests {
             let (read, _) = decoder.decode(&full[..end], &mut dst).unwrap();
             assert_eq!(read, end);
             assert!(!decoder.is_done());
-            assert_eq!(decode_all(&full[..end]), Err(ChunkedError::Incomplete));
+            assert_eq!(decode_all(&full[..end], ChunkedLimits::default()), Err(ChunkedError::Incomplete));
         }
     }
 
@@ -559,7 +651,7 @@ mod tests {
         let (out, used) = feed(&input, ChunkedLimits::default(), || 4096, 1000).unwrap();
         assert_eq!(out, payload);
         assert_eq!(used, input.len());
-        assert_eq!(decode_all(&input), Ok((payload, input.len())));
+        assert_eq!(decode_all(&input, ChunkedLimits::default()), Ok((payload, input.len())));
     }
 
     #[test]

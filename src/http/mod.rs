@@ -88,13 +88,23 @@ impl<'a> Request<'a> {
     pub fn version(&self) -> Version {
         self.head.version
     }
-    /// All headers in order, names as sent; repeated headers are kept.
+    /// All headers in order, names as sent; repeated headers are kept. Values that
+    /// are not UTF-8 are lossy here; see [`Request::header_bytes`].
     pub fn headers(&self) -> &[(String, String)] {
         &self.head.headers
     }
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.header(name)
+    }
+    /// The exact bytes of the first header named `name` (case-insensitive), OWS
+    /// trimmed. [`Request::header`] and [`Request::headers`] give values as `&str`:
+    /// a value with obs-text that is not UTF-8 (RFC 9110 §5.5 allows bytes
+    /// 0x80–0xFF) is accepted and given there as its lossy decoding, each invalid
+    /// sequence as U+FFFD (the rule [`Request::path`] follows too); this gives the
+    /// bytes as sent.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.head.header_bytes(name)
     }
     /// Every header named `name` (case-insensitive), in order.
     pub fn headers_all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {

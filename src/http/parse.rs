@@ -73,8 +73,12 @@ pub struct Head {
     pub query: String,
     /// The protocol version.
     pub version: Version,
-    /// Header fields in order, names as sent, values trimmed of OWS.
+    /// Header fields in order, names as sent, values trimmed of OWS. A value that
+    /// is not UTF-8 (obs-text) is its lossy decoding; see [`Head::header_bytes`].
     pub headers: Vec<(String, String)>,
+    /// The exact bytes of the values in `headers` that are not UTF-8, by index
+    /// (usually empty: then nothing is allocated).
+    pub raw_values: Vec<(usize, Vec<u8>)>,
     /// How the body is framed.
     pub body: BodyKind,
     /// Whether the connection may carry another request after this one.
@@ -96,9 +100,23 @@ impl Head {
     pub fn headers_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers.iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
+
+    /// The exact bytes of the first header named `name` (ASCII case-insensitive),
+    /// OWS trimmed: the same as [`Head::header`] for a UTF-8 value, the bytes as
+    /// sent for one with obs-text.
+    pub fn header_bytes(&self, name: &str) -> Option<&[u8]> {
+        let i = self.headers.iter().position(|(n, _)| n.eq_ignore_ascii_case(name))?;
+        match self.raw_values.iter().find(|(at, _)| *at == i) {
+            Some((_, raw)) => Some(raw),
+            None => Some(self.headers[i].1.as_bytes()),
+        }
+    }
 }
 
 /// The outcome of [`parse_head`] on a buffer that is not (yet) refused.
+// `Complete` is a few hundred bytes and `Partial` none; boxing the head would cost
+// an allocation per request to save a stack copy per call: not worth it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Parsed {
     /// The head is incomplete: read more and call again with the longer buffer.
@@ -273,10 +291,16 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Parsed, Error> {
         _ => return Err(Error::VersionNotSupported),
     };
     let mut headers = Vec::with_capacity(req.headers.len());
+    let mut raw_values = Vec::new();
     for h in req.headers.iter() {
-        headers.push((h.name.to_owned(), header_value(h.value)?));
+        let (value, raw) = header_value(h.value)?;
+        if let Some(raw) = raw {
+            raw_values.push((headers.len(), raw));
+        }
+        headers.push((h.name.to_owned(), value));
     }
-    let head = build_head(method, target, version, headers, limits)?;
+    let mut head = build_head(method, target, version, headers, limits)?;
+    head.raw_values = raw_values;
     Ok(Parsed::Complete { head, len: head_end })
 }
 
@@ -313,12 +337,27 @@ fn check_request_line(line: &[u8], limits: &HeadLimits) -> Result<(), Error> {
     if target.len() > limits.max_uri_bytes {
         return Err(Error::UriTooLong);
     }
-    // The request-target grammar (RFC 3986 via RFC 9112 §3.2) is visible ASCII
-    // without "#": no fragments, no raw UTF-8 (httparse would pass 0x80-0xFF).
-    if !target.iter().all(|&b| (0x21..=0x7e).contains(&b) && b != b'#') {
+    if !target.iter().all(|&b| is_target_byte(b)) {
         return Err(Error::BadRequest("invalid byte in request-target"));
     }
     Ok(())
+}
+
+/// Whether `b` may appear unencoded in a request-target. httparse passes any byte
+/// from `!` to `~` and 0x80–0xFF, which let `GET /<> HTTP/1.1` through; we refuse
+/// controls, SP, DEL, raw non-ASCII, `#` (a fragment is never sent, RFC 9112 §3.2)
+/// and `"`, `<`, `>`.
+///
+/// RFC 3986 also leaves out `[ ] \ ^ ` { | }`, but those are accepted here: every
+/// browser sends them raw in a query (the WHATWG URL standard's query
+/// percent-encode set is only C0, SP, `"`, `#`, `<`, `>`), APIs take
+/// `?filter[name]=x` in the wild, and nginx serves them; refusing them would 400
+/// real clients for no framing gain — a request-target cannot hide a delimiter,
+/// since SP ends it and controls are refused. `"`, `<`, `>` are never sent raw by
+/// a conforming client (every URL component percent-encodes them), and they are the
+/// bytes that turn a path echoed into a page or a log into markup.
+fn is_target_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b) && !matches!(b, b'#' | b'"' | b'<' | b'>')
 }
 
 fn map_httparse(e: httparse::Error) -> Error {
@@ -348,15 +387,34 @@ fn is_tchar(b: u8) -> bool {
 /// ```
 /// NUL, CR, LF and other CTLs are refused (RFC 9110 §5.5: "a recipient of CR, LF,
 /// or NUL within a field value MUST either reject the message or replace each of
-/// those characters with SP"); non-UTF-8 obs-text is refused to keep values `String`.
-fn header_value(raw: &[u8]) -> Result<String, Error> {
+/// those characters with SP").
+///
+/// obs-text (0x80–0xFF) is allowed by RFC 9110 §5.5 and accepted. Values are
+/// bytes on the wire but `String` in [`Head::headers`] (and `&str` in the app's
+/// `Request`), so a value that is not UTF-8 is given as its lossy decoding — each
+/// invalid sequence becomes U+FFFD, the same rule as [`Head::path`] — and its exact
+/// bytes are returned as well, for [`Head::header_bytes`]. Framing never looks at
+/// such a value: `Content-Length`, `Transfer-Encoding`, `Host` and the rest are
+/// ASCII grammars, and a U+FFFD in one fails them.
+fn header_value(raw: &[u8]) -> Result<(String, Option<Vec<u8>>), Error> {
     if !raw.iter().all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80) {
         return Err(Error::BadRequest("control character in header value"));
     }
+    let raw = trim_ows_bytes(raw);
     match std::str::from_utf8(raw) {
-        Ok(v) => Ok(trim_ows(v).to_owned()),
-        Err(_) => Err(Error::BadRequest("header value is not utf-8")),
+        Ok(v) => Ok((v.to_owned(), None)),
+        Err(_) => Ok((String::from_utf8_lossy(raw).into_owned(), Some(raw.to_vec()))),
     }
+}
+
+fn trim_ows_bytes(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
 }
 
 fn trim_ows(s: &str) -> &str {
@@ -446,7 +504,20 @@ fn build_head(
     let raw_path = raw_path.to_owned();
     let query = query.to_owned();
     let host = host.filter(|h| !h.is_empty()).map(str::to_owned);
-    Ok(Head { method, target, path, raw_path, query, version, headers, body, keep_alive, expect_continue, host })
+    Ok(Head {
+        method,
+        target,
+        path,
+        raw_path,
+        query,
+        version,
+        headers,
+        raw_values: Vec::new(),
+        body,
+        keep_alive,
+        expect_continue,
+        host,
+    })
 }
 
 /// Decide the body framing (RFC 9112 §6.3), refusing every ambiguous case: the
@@ -485,23 +556,24 @@ fn body_kind(headers: &[(String, String)], version: Version, limits: &HeadLimits
         };
     }
 
-    if !has_cl {
-        return Ok(BodyKind::Empty);
-    }
-    // Content-Length = 1*DIGIT. RFC 9112 §6.3 item 5: repeated fields or a list
-    // are acceptable only if every value is identical; otherwise unrecoverable.
-    let mut length: Option<u64> = None;
-    for element in list_elements(headers, "content-length") {
-        let n = parse_content_length(element)?;
-        match length {
-            Some(prev) if prev != n => return Err(Error::BadRequest("conflicting content-length values")),
-            _ => length = Some(n),
-        }
-    }
-    match length {
-        Some(0) | None => Ok(BodyKind::Empty),
-        Some(n) if n > limits.max_body_bytes => Err(Error::PayloadTooLarge),
-        Some(n) => Ok(BodyKind::Length(n)),
+    // Content-Length = 1*DIGIT, in exactly one field line. RFC 9112 §6.3 item 5
+    // lets a recipient accept a list or repeated fields whose values are all the
+    // same ("5, 5"), and RFC 9110 §8.6 lets it reject them instead. We reject:
+    // each of those is a message some other hop built or split differently, one
+    // rule ("one field, digits only") is easier to state and to check than
+    // "identical after list parsing", and it is what nginx does ("client sent
+    // duplicate header line") — a proxy in front that merged or kept the
+    // duplicates sees a 400, never a different body length.
+    let mut values = headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length"));
+    let value = match (values.next(), values.next()) {
+        (None, _) => return Ok(BodyKind::Empty),
+        (Some(_), Some(_)) => return Err(Error::BadRequest("more than one content-length header")),
+        (Some((_, v)), None) => v,
+    };
+    match parse_content_length(value)? {
+        0 => Ok(BodyKind::Empty),
+        n if n > limits.max_body_bytes => Err(Error::PayloadTooLarge),
+        n => Ok(BodyKind::Length(n)),
     }
 }
 
@@ -761,7 +833,7 @@ mod tests {
                 Some("a"),
             ),
             (
-                b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\ncontent-length: 005\r\n\r\n",
+                b"POST /p HTTP/1.1\r\nHost: a\r\ncontent-length: 005\r\n\r\n",
                 "POST",
                 "/p",
                 "/p",
@@ -927,6 +999,16 @@ mod tests {
             ),
             ("target with del", b"GET /\x7f HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
             ("target with nul", b"GET /\0 HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
+            ("target with <>", b"GET /<> HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
+            ("target with <", b"GET /a?<script HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
+            ("target with >", b"GET /> HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
+            ("target with quote", b"GET /a\"b HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
+            (
+                "absolute-form with <",
+                b"GET http://a/<b> HTTP/1.1\r\nHost: a\r\n\r\n",
+                bad("invalid byte in request-target"),
+            ),
+            ("raw latin-1 byte", b"GET /\xe9 HTTP/1.1\r\nHost: a\r\n\r\n", bad("invalid byte in request-target")),
             // target forms
             (
                 "asterisk without options",
@@ -977,7 +1059,6 @@ mod tests {
             ("nul in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n", bad("invalid header value")),
             ("vt in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x0bb\r\n\r\n", bad("invalid header value")),
             ("del in value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7fb\r\n\r\n", bad("invalid header value")),
-            ("non-utf-8 value", b"GET / HTTP/1.1\r\nHost: a\r\nX: a\xffb\r\n\r\n", bad("header value is not utf-8")),
             (
                 "whitespace before first header",
                 b"GET / HTTP/1.1\r\n Host: a\r\n\r\n",
@@ -1022,12 +1103,44 @@ mod tests {
             (
                 "cl conflicting headers",
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-                bad("conflicting content-length values"),
+                bad("more than one content-length header"),
+            ),
+            (
+                "cl equal headers",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n",
+                bad("more than one content-length header"),
+            ),
+            (
+                "cl equal headers, one empty",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length:\r\n\r\n",
+                bad("more than one content-length header"),
             ),
             (
                 "cl conflicting list",
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n",
-                bad("conflicting content-length values"),
+                bad("invalid content-length"),
+            ),
+            // RFC 9110 §8.6 allows a list of equal values to be taken; one field of
+            // digits only is the rule here (see body_kind).
+            (
+                "cl equal list",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1,1\r\n\r\n",
+                bad("invalid content-length"),
+            ),
+            (
+                "cl equal list ows",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+                bad("invalid content-length"),
+            ),
+            (
+                "cl leading comma",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: ,5\r\n\r\n",
+                bad("invalid content-length"),
+            ),
+            (
+                "cl obs-text",
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\xff\r\n\r\n",
+                bad("invalid content-length"),
             ),
             (
                 "cl trailing comma",
@@ -1240,6 +1353,39 @@ mod tests {
         assert_eq!(h.header("missing"), None);
         assert_eq!(h.headers_all("x-A").collect::<Vec<_>>(), vec!["one", "two"]);
         assert_eq!(h.target, "/");
+    }
+
+    #[test]
+    fn obs_text_in_a_value_is_accepted_lossy_as_str_and_exact_as_bytes() {
+        // RFC 9110 §5.5: field-vchar = VCHAR / obs-text.
+        let h = parse(b"GET / HTTP/1.1\r\nHost: a\r\nX: \xff\r\nY: caf\xe9 \t\r\nZ: caf\xc3\xa9\r\n\r\n").unwrap();
+        assert_eq!(h.header("x"), Some("\u{fffd}"));
+        assert_eq!(h.header_bytes("x"), Some(&b"\xff"[..]));
+        assert_eq!(h.header("y"), Some("caf\u{fffd}"));
+        assert_eq!(h.header_bytes("Y"), Some(&b"caf\xe9"[..]));
+        // UTF-8 is UTF-8, both ways; nothing raw is kept for it.
+        assert_eq!(h.header("z"), Some("caf\u{e9}"));
+        assert_eq!(h.header_bytes("z"), Some("caf\u{e9}".as_bytes()));
+        assert_eq!(h.header_bytes("host"), Some(&b"a"[..]));
+        assert_eq!(h.header_bytes("missing"), None);
+        assert_eq!(h.raw_values.len(), 2);
+        // A framing header with obs-text is refused by its own grammar.
+        assert_eq!(parse(b"GET / HTTP/1.1\r\nHost: a\xff\r\n\r\n").unwrap_err(), bad("invalid host"));
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\xff\r\n\r\n").unwrap_err(),
+            Error::NotImplemented("unsupported transfer-coding")
+        );
+    }
+
+    #[test]
+    fn targets_with_bytes_browsers_send_raw_are_accepted() {
+        // Outside RFC 3986 but sent unencoded by browsers in a query (see
+        // is_target_byte); refusing them would break real clients.
+        for target in ["/a?filter[name]=x", "/a?q={%22k%22:1}", "/a|b", "/a^b", "/a`b", "/a\\b", "/[x]"] {
+            let req = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            let h = parse(req.as_bytes()).unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert_eq!(h.target, target);
+        }
     }
 
     #[test]

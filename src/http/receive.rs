@@ -44,7 +44,6 @@ pub(crate) struct Incoming {
     pub started: Instant,
     framing: Framing,
     sink: Sink,
-    limit: u64,
 }
 
 /// Where body bytes go: memory up to a threshold, then an unnamed temporary file.
@@ -97,10 +96,15 @@ impl Incoming {
         let framing = match head.body {
             BodyKind::Empty | BodyKind::Length(0) => Framing::Done,
             BodyKind::Length(n) => Framing::Length(n),
-            BodyKind::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits::default()))),
+            // The decoder gets the body limit so that a chunk-size past it is refused
+            // (413) from its digits, before any of that chunk is read or stored.
+            BodyKind::Chunked => Framing::Chunked(Box::new(ChunkedDecoder::new(ChunkedLimits {
+                max_body_bytes: limit,
+                ..ChunkedLimits::default()
+            }))),
         };
         let sink = Sink { memory: Vec::new(), file: None, len: 0, threshold };
-        Incoming { head, started, framing, sink, limit }
+        Incoming { head, started, framing, sink }
     }
 
     /// Consumes body bytes from the front of `input` (leaving any pipelined bytes after
@@ -134,14 +138,10 @@ impl Incoming {
                         Ok(r) => r,
                         Err(e) => {
                             input.drain(..consumed);
-                            return Ok(Progress::Refused(400, e.to_string()));
+                            return Ok(Progress::Refused(e.status(), e.to_string()));
                         }
                     };
                     consumed += used;
-                    if decoder.decoded_total() > self.limit {
-                        input.drain(..consumed);
-                        return Ok(Progress::Refused(413, "larger than max_body_bytes".into()));
-                    }
                     self.sink.write(&out[..written])?;
                     if decoder.is_done() {
                         input.drain(..consumed);
@@ -248,6 +248,28 @@ mod tests {
 
         let mut inc = incoming(head, 64, 1 << 20);
         let mut input = b"zz\r\nhello\r\n".to_vec();
+        assert!(matches!(inc.feed(&mut input), Progress::Refused(400, _)));
+    }
+
+    #[test]
+    fn a_chunk_size_past_the_limit_is_413_before_its_data_is_stored() {
+        let head = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        // (input, limit): the size line alone decides, whatever data follows.
+        for (input, limit) in [
+            (&b"ffffffffffffffff\r\n"[..], 1 << 20),
+            (b"ffffffffffffffff", 1 << 20),
+            (b"100001\r\nxxxx", 1 << 20),
+            (b"4\r\nabcd\r\n7\r\nxx", 10),
+        ] {
+            let mut inc = incoming(head, 64, limit);
+            let mut input = input.to_vec();
+            assert!(matches!(inc.feed(&mut input), Progress::Refused(413, _)), "{:?}", String::from_utf8_lossy(&input));
+            assert!(inc.sink.len <= 4, "stored {} bytes", inc.sink.len);
+            assert!(inc.sink.file.is_none());
+        }
+        // A bare LF ending a chunk-size line is 400.
+        let mut inc = incoming(head, 64, 1 << 20);
+        let mut input = b"5\nhello\r\n0\r\n\r\n".to_vec();
         assert!(matches!(inc.feed(&mut input), Progress::Refused(400, _)));
     }
 }

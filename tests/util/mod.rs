@@ -1,6 +1,6 @@
 //! Shared by the integration tests: start the real `spindle` binary on a config with
-//! `127.0.0.1:0` listeners, wait for its readiness line, find the bound ports in its
-//! log, send it signals, and talk to it over real sockets with read timeouts.
+//! `127.0.0.1:0` listeners, wait for its `--ready-file` (which names the bound ports),
+//! send it signals, and talk to it over real sockets with read timeouts.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -108,9 +108,38 @@ impl Daemon {
     }
 
     pub fn start_with(config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::start_under(&[], config_text, env)
+    }
+
+    /// Starts the binary through `wrapper` (a command that execs its arguments, such
+    /// as `prlimit --nofile=64:64`), so the PID is still the daemon's.
+    pub fn start_under(wrapper: &[&str], config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(wrapper, &bin(), config_text, env)
+    }
+
+    /// Starts a copy of the binary at `exe` (for tests that replace the file).
+    pub fn start_exe(exe: &std::path::Path, config_text: &str) -> Daemon {
+        Self::launch(&[], exe, config_text, &[])
+    }
+
+    fn launch(wrapper: &[&str], exe: &std::path::Path, config_text: &str, env: &[(&str, &str)]) -> Daemon {
         let config = write_config(config_text);
-        let mut cmd = Command::new(bin());
-        cmd.arg("--config").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let ready = config.with_file_name("ready");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        cmd.arg("--ready-file")
+            .arg(&ready)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         cmd.env_remove("RUST_LOG");
         for (k, v) in env {
             cmd.env(k, v);
@@ -131,14 +160,20 @@ impl Daemon {
             sink.closed.store(true, Ordering::SeqCst);
             sink.grew.notify_all();
         });
-        let text = match log.wait_for(" ready", Duration::from_secs(20)) {
-            Ok(t) => t,
-            Err(e) => {
-                let _ = child.kill();
-                panic!("{e}");
+        // Readiness: the daemon writes the ready file once it serves (every listener
+        // bound, signals handled), with the bound addresses.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addrs = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break parse_ready_file(&text);
             }
+            if Instant::now() >= deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                log.wait_closed(Duration::from_secs(2));
+                panic!("spindle did not get ready:\n{}", log.text());
+            }
+            thread::sleep(Duration::from_millis(5));
         };
-        let addrs = parse_listening(&text);
         Daemon { child, addrs, log, config }
     }
 
@@ -208,20 +243,13 @@ impl Drop for Daemon {
     }
 }
 
-/// `listening listener=NAME addr=IP:PORT` lines → map.
-fn parse_listening(log: &str) -> HashMap<String, SocketAddr> {
-    let mut out = HashMap::new();
-    for line in log.lines().filter(|l| l.contains("listening")) {
-        let field = |key: &str| {
-            line.split_whitespace().find_map(|w| w.strip_prefix(key)).map(|s| s.trim_matches('"').to_string())
-        };
-        if let (Some(name), Some(addr)) = (field("listener="), field("addr=")) {
-            if let Ok(addr) = addr.parse() {
-                out.insert(name, addr);
-            }
-        }
-    }
-    out
+/// `listener NAME ADDRESS` lines of a `--ready-file` → map.
+fn parse_ready_file(text: &str) -> HashMap<String, SocketAddr> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("listener "))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(name, addr)| Some((name.to_string(), addr.parse().ok()?)))
+        .collect()
 }
 
 /// A client socket with read and write timeouts.
