@@ -203,7 +203,7 @@ EOF
   check "socket activation: the fd named echo echoes (port $eport)" \
     sh -c "printf hi | nc -N -w 5 127.0.0.1 $eport | grep -qx hi"
   check "socket activation: spindle logged adopting the sockets" \
-    grep -q 'socket-activated' "$work/sa.log"
+    grep -q 'adopting the listening sockets' "$work/sa.log"
   kill -TERM "$upid" 2>/dev/null || true # exec'd: $upid is spindle now
   status=0
   for _ in $(seq 100); do kill -0 "$upid" 2>/dev/null || break; sleep 0.1; done
@@ -359,7 +359,7 @@ else
   code=$(podman inspect -f '{{.State.ExitCode}}' "$ctr")
   check "podman stop (SIGTERM) -> exit status 0 (was $code)" test "$code" = 0
   check "the last log line is the drained stop" \
-    sh -c "podman logs '$ctr' 2>&1 | tail -n 1 | grep -q 'stopped:'"
+    sh -c "podman logs '$ctr' 2>&1 | tail -n 1 | grep -E -q 'stopped drained=[0-9]+'"
   if [ "$failed" -ne 0 ]; then
     podman logs "$ctr" 2>&1 | tail -n 20
     # Podman without systemd complains about health-check timers; only noise.
