@@ -84,7 +84,7 @@ fi
 echo "== systemd units"
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || true
 debug_bin=target/debug/spindle
-[ -x "$debug_bin" ] || cargo build --quiet
+cargo build --quiet # a no-op when fresh; never test a stale binary
 units=(spindle.service spindle-echo.socket spindle-http.socket)
 
 # A root with the system units (sysinit.target, sockets.target...), kill, and our
