@@ -8,8 +8,9 @@
 #   notify start (READY=1), STATUS=, reload with a good and a broken file,
 #   stop (Result=success, the drained summary), socket activation (both
 #   sockets, the first connection to each starts the service, a restart under a
-#   curl and an nc loop loses nothing, one socket alone), the watchdog
-#   (SIGSTOP -> abort -> restart), and no SIGSYS/EPERM in the journal.
+#   curl and an nc loop loses nothing, one socket alone), the binary upgrade
+#   (SIGUSR2: MAINPID= handed over, no restart, nothing lost, still supervised),
+#   the watchdog (SIGSTOP -> abort -> restart), and no SIGSYS/EPERM in the journal.
 #
 # One "PASS: ..." / "FAIL: ..." line per check, a summary line last; exit 1 if
 # any check failed. Where the machine cannot do this at all (not root, no apt
@@ -25,7 +26,7 @@
 # /var/cache/spindle-ci), keyed by suite, architecture and package list; each
 # run boots it with --volatile=overlay (writes go to a tmpfs), so runs never see
 # each other's state and the cache stays as debootstrap made it. First run:
-# ~1 min for debootstrap; then ~30 s, a third of it waiting on the watchdog.
+# 1-2 min for debootstrap; then ~25 s, 10 of them waiting on the watchdog.
 # SPINDLE_CI_HOLD=<seconds> keeps the container up at the end, for debugging;
 # SPINDLE_CI_RESTARTS=<n> repeats the restart under the client loops n times.
 set -eEuo pipefail
