@@ -270,6 +270,7 @@ fn read_more(conn: &mut Conn) -> io::Result<usize> {
             match (&*conn.stream).read(&mut buf[..]) {
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
+                    conn.heard |= n > 0;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
