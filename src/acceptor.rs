@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::config::fmt_duration;
 use crate::conn::{Conn, Next, Phase};
 use crate::control::Control;
 use crate::listener::ListenerCtx;
@@ -400,7 +401,7 @@ impl Acceptor {
         let drain_delay = self.shared.config().server.drain_delay;
         self.shared.draining.store(true, Ordering::SeqCst);
         self.shared.notifier.stopping("graceful stop: draining");
-        tracing::info!(drain_delay = ?drain_delay, "graceful stop: readiness now 503; listeners close after drain_delay");
+        tracing::info!(drain_delay = %fmt_duration(drain_delay), "graceful stop: readiness now 503; listeners close after drain_delay");
         self.stopping = Some(Stopping {
             started: now,
             close_listeners_at: now + drain_delay,
@@ -448,6 +449,14 @@ impl Acceptor {
 
     fn close_listeners_and_idle(&mut self) {
         let _ = self.listen(false);
+        // Connections the kernel has already completed are waiting in the accept
+        // queues: take them (they are served, with `Connection: close`) rather than
+        // let the close reset them. What arrives after this is refused, or, on a
+        // SO_REUSEPORT listener with net.ipv4.tcp_migrate_req = 1, moved by the kernel
+        // to another process's listener on the same port.
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
         // Dropping the sockets closes them: new connections are refused from here on.
         self.listeners.clear();
         self.accept_resume_at = None;
@@ -461,7 +470,7 @@ impl Acceptor {
             s.deadline = Some(Instant::now() + timeout);
             s.open_at_close = open;
         }
-        tracing::info!(open, graceful_timeout = ?timeout, "listeners closed; draining");
+        tracing::info!(open, graceful_timeout = %fmt_duration(timeout), "listeners closed; draining");
     }
 
     fn stop_now(mut self) -> StopReport {

@@ -62,6 +62,9 @@ pub fn run(options: Options, setup: impl FnOnce(ServerBuilder) -> Result<ServerB
             .unwrap_or_else(|| "non-string panic payload".into());
         tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
     }));
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     open_files_limit(&config);
     let builder = Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level);
     // What the embedding command mounts (spindle-wsgi: the Python app), after logging
@@ -89,7 +92,11 @@ pub fn run(options: Options, setup: impl FnOnce(ServerBuilder) -> Result<ServerB
     };
     let outcome = server.run();
     if let Some(file) = &ready_file {
-        let _ = std::fs::remove_file(file);
+        // Only our own: after a SIGUSR2 upgrade the file is the successor's.
+        let ours = format!("pid {}\n", std::process::id());
+        if std::fs::read_to_string(file).is_ok_and(|text| text.starts_with(&ours)) {
+            let _ = std::fs::remove_file(file);
+        }
     }
     match outcome {
         Ok(summary) if summary.missed.is_empty() => 0,

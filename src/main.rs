@@ -72,6 +72,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Warnings go to stderr even with --quiet: the journal keeps them.
+            for warning in config.warnings() {
+                eprintln!("spindle: warning: {warning}");
+            }
             if !no_bind {
                 // The same binding the daemon does, released at once: a port in use or
                 // a privileged port for this user fails here, not at the next start.

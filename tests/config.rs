@@ -3,8 +3,10 @@
 
 mod util;
 
-use std::net::TcpListener;
-use std::process::{Command, Output};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use util::*;
 
@@ -128,4 +130,150 @@ fn json_log_format_writes_one_json_object_per_line_access_lines_included() {
         seen.iter().any(|l| l.contains("\"target\":\"spindle::access\"") && l.contains("\"status\":200")),
         "{seen:#?}"
     );
+}
+
+/// Runs spindle with `args` and at most `limit`: a daemon that starts when it should
+/// have refused its config is killed (by its PID) and reported, not waited on forever.
+fn spindle_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run spindle");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("wait");
+            panic!("{args:?} still running after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().expect("wait")
+}
+
+/// `GET path` with `Connection: close`; returns the status code and the whole response.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = connect(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, response)
+}
+
+const HTTP_NO_APPS: &str = "[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n";
+
+/// Issue 9, item 1: `level = "warning"` passed `check`, then the daemon wrote no log
+/// line at all (EnvFilter read the word as a target name).
+#[test]
+fn a_misspelt_log_level_is_refused_by_check_and_at_start() {
+    for (level, hint) in [("warning", "did you mean \"warn\"?"), ("inof", "did you mean \"info\"?"), ("loud", "")] {
+        let path = write_config(&format!("[log]\nlevel = \"{level}\"\n{HTTP_NO_APPS}"));
+        let path_str = path.to_str().unwrap();
+        for args in [vec!["check", "--config", path_str], vec!["--config", path_str]] {
+            let out = spindle_within(&args, Duration::from_secs(20));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?} with level {level:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+            assert!(err.contains(&format!("{path_str}:2: log.level \"{level}\" is not a log level")), "{err}");
+            assert!(err.contains(hint), "{err}");
+            assert!(err.contains("trace, debug, info, warn, error, off"), "lists the accepted levels: {err}");
+            assert!(!err.contains("listening") && !err.contains("ready"), "nothing started: {err}");
+            assert!(out.stdout.is_empty(), "check prints no config for a bad file");
+        }
+    }
+    // Directives with a valid level part are still accepted, any case.
+    let path = write_config(&format!("[log]\nlevel = \"WARN,spindle::access=info\"\n{HTTP_NO_APPS}"));
+    let out = spindle(&["check", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// SIGHUP re-reads the file through the same loader: a misspelt level is refused and
+/// the running config, log filter included, is kept.
+#[test]
+fn sighup_with_a_misspelt_log_level_keeps_logging() {
+    let config = |level: &str| format!("[log]\nlevel = \"{level}\"\n{HTTP_NO_APPS}");
+    let daemon = Daemon::start(&config("info"));
+    std::fs::write(&daemon.config, config("warning")).unwrap();
+    daemon.signal("HUP");
+    let log = daemon.log.wait_for("keeping the running config", Duration::from_secs(10)).unwrap();
+    assert!(log.contains("log.level") && log.contains("is not a log level"), "the error names the key:\n{log}");
+    // Still logging at info: the next request gets its access line.
+    assert_eq!(get(daemon.addr("http"), "/").0, 200);
+    daemon.log.wait_for("spindle::access", Duration::from_secs(10)).unwrap();
+}
+
+/// Issue 9, item 6: an HTTP listener without `[listener.apps]` answered 404 to
+/// everything, `/healthz` included, so `spindle healthcheck` failed against a healthy
+/// server. Without an apps key it now mounts the default table.
+#[test]
+fn an_http_listener_without_apps_serves_the_default_apps_and_passes_healthcheck() {
+    let daemon = Daemon::start(HTTP_NO_APPS);
+    let addr = daemon.addr("http");
+    let out = spindle_within(&["healthcheck", "--url", &format!("http://{addr}/healthz")], Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, body) = get(addr, "/");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.ends_with("Hello, World!\n") || body.contains("Hello, World!"), "{body}");
+    assert_eq!(get(addr, "/readyz").0, 200);
+
+    // `check` prints the effective table, and no warning.
+    let path = write_config(HTTP_NO_APPS);
+    let out = spindle(&["check", "--config", path.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        printed.contains("[listener.apps]\n\"/\" = \"hello\"\n") && printed.contains("\"/healthz\" = \"healthz\""),
+        "{printed}"
+    );
+}
+
+/// An explicitly empty table mounts nothing (for a program that mounts its own
+/// apps); `check` accepts it but warns that every request will be answered 404.
+#[test]
+fn an_empty_apps_table_mounts_nothing_and_check_warns() {
+    let text = format!("{HTTP_NO_APPS}apps = {{}}\n");
+    let path = write_config(&text);
+    let out = spindle(&["check", "--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.starts_with("spindle: warning: ") && err.contains("listener[0].apps is empty"), "{err}");
+    assert!(err.contains("404") && err.contains(path.to_str().unwrap()), "{err}");
+    let daemon = Daemon::start(&text);
+    assert_eq!(get(daemon.addr("http"), "/healthz").0, 404);
+}
+
+/// An embedding program that mounts its own apps on a listener the config gave no
+/// apps gets only its own: the default table stands in for "nothing configured".
+#[test]
+fn builder_mounts_replace_the_default_apps() {
+    struct Mine;
+    impl spindle::App for Mine {
+        fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult<'a> {
+            Ok(spindle::http::Response::text(200, "mine\n"))
+        }
+    }
+    for mount in [false, true] {
+        let config = spindle::Config::parse(HTTP_NO_APPS, "<test>").unwrap();
+        let builder = spindle::Server::builder(config);
+        let builder = if mount { builder.mount("/mine", Mine) } else { builder };
+        let server = builder.build().unwrap();
+        let addr = server.local_addrs()[0].1;
+        let handle = server.handle();
+        let runner = std::thread::spawn(move || server.run().unwrap());
+        let healthz = get(addr, "/healthz").0;
+        let mine = get(addr, "/mine").0;
+        handle.stop();
+        runner.join().unwrap();
+        if mount {
+            assert_eq!((healthz, mine), (404, 200), "mounted: only the program's apps");
+        } else {
+            // "/" = hello answers every path no other prefix claims.
+            assert_eq!((healthz, mine), (200, 200), "not mounted: the default apps");
+        }
+    }
 }
