@@ -26,7 +26,7 @@ use crate::control::{Control, ServerHandle};
 use crate::http::{App, Router};
 use crate::listener::{self, BindError, ListenerCtx};
 use crate::lot::Lot;
-use crate::pool::{Pool, SpawnError};
+use crate::pool::{Pool, SpawnError, ThreadWrap};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
@@ -97,6 +97,7 @@ pub struct ServerBuilder {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
+    wrap_workers: Option<ThreadWrap>,
     systemd: bool,
 }
 
@@ -135,6 +136,17 @@ impl ServerBuilder {
     /// Called with the new `log.level` after a SIGHUP reload.
     pub fn on_log_level(mut self, hook: impl Fn(&str) + Send + Sync + 'static) -> Self {
         self.on_log_level = Some(Box::new(hook));
+        self
+    }
+
+    /// Runs every worker thread's loop inside `wrap`, called once on the new thread
+    /// with the loop (which it must call; it is run after `wrap` returns if it did
+    /// not). For per-thread state an app's runtime needs for the thread's whole life
+    /// rather than per request (tokio's `on_thread_start`): the WSGI bridge keeps one
+    /// Python thread state per worker this way, so `threading.local` data (database
+    /// connections) lasts across requests.
+    pub fn wrap_worker_threads(mut self, wrap: impl Fn(&mut (dyn FnMut() + Send)) + Send + Sync + 'static) -> Self {
+        self.wrap_workers = Some(Arc::new(wrap));
         self
     }
 
@@ -231,6 +243,7 @@ impl ServerBuilder {
             config_path: self.config_path,
             on_log_level: self.on_log_level,
             on_ready: self.on_ready,
+            wrap_workers: self.wrap_workers,
         })
     }
 }
@@ -247,6 +260,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
+    wrap_workers: Option<ThreadWrap>,
     upgrade: Option<upgrade::Plan>,
 }
 
@@ -260,6 +274,7 @@ impl Server {
             config_path: None,
             on_log_level: None,
             on_ready: None,
+            wrap_workers: None,
             systemd: false,
         }
     }
@@ -288,8 +303,13 @@ impl Server {
         let pool = {
             let for_workers = Arc::clone(&shared);
             Arc::new(
-                Pool::new(pool_size(&config), Arc::clone(&shared.lot), move |job| serve(job, &for_workers))
-                    .map_err(StartError::Spawn)?,
+                Pool::with_wrap(
+                    pool_size(&config),
+                    Arc::clone(&shared.lot),
+                    move |job| serve(job, &for_workers),
+                    self.wrap_workers.take(),
+                )
+                .map_err(StartError::Spawn)?,
             )
         };
         shared.set_pool(&pool);

@@ -217,3 +217,39 @@ fn work_that_outlives_graceful_timeout_is_cut_and_every_thread_still_joins() {
     assert_eq!(summary.report.cut, 1, "{summary:?}");
     assert!(summary.missed.is_empty(), "the worker returned once its app did, and was joined: {summary:?}");
 }
+
+#[test]
+fn worker_threads_run_inside_the_embedders_wrapper_and_closures_are_apps() {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    thread_local! {
+        static WRAPPED: Cell<bool> = const { Cell::new(false) };
+    }
+    let wrapped_threads = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&wrapped_threads);
+    let text = "[pool]\nmin_threads = 2\nmax_threads = 2\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n";
+    let config = Config::parse(text, "<test>").unwrap();
+    let app = spindle::http::app_fn(|req| {
+        let wrapped = WRAPPED.with(Cell::get);
+        Ok(Response::text(200, format!("{} wrapped={wrapped}", req.path())))
+    });
+    let server = Server::builder(config)
+        .wrap_worker_threads(move |run| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            WRAPPED.with(|w| w.set(true));
+            run();
+        })
+        .mount("/", app)
+        .build()
+        .unwrap();
+    let addr = server.local_addrs()[0].1;
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    let (status, _, body) = request(addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!((status, body.as_slice()), (200, &b"/x wrapped=true"[..]));
+    handle.stop();
+    let summary = runner.join().unwrap();
+    assert!(summary.missed.is_empty());
+    assert_eq!(wrapped_threads.load(Ordering::SeqCst), 2);
+}

@@ -28,6 +28,7 @@ const DEFAULT_TOML: &str = r#"
 name = "http"
 bind = "127.0.0.1:8000"
 protocol = "http"
+[listener.apps]
 "#;
 
 #[derive(Parser)]
@@ -117,6 +118,12 @@ fn main(py: Python<'_>) -> PyResult<u8> {
     let code = py.detach(move || {
         daemon::run(options, move |builder| {
             let app = Python::attach(|py| wsgi::WsgiApp::load(py, &spec))?;
+            // One Python thread state per worker for the thread's life, detached
+            // between requests: attaching for a request then only takes the GIL, and
+            // `threading.local` data (a database connection) outlives the request, as
+            // on gunicorn's threads. Without it each request would make and destroy a
+            // thread state.
+            let builder = builder.wrap_worker_threads(|run| Python::attach(|py| py.detach(run)));
             Ok(builder.mount("/", app))
         })
     });

@@ -15,6 +15,7 @@ from wsgiref.validate import validator
 CLOSED = itertools.count()
 closed_total = [0]
 lock = threading.Lock()
+local = threading.local()
 
 
 class Counted:
@@ -108,6 +109,12 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         with lock:
             return [b"%d\n" % closed_total[0]]
+    if path == "/tls":
+        # How many earlier requests this thread's threading.local has seen.
+        seen = getattr(local, "seen", 0)
+        local.seen = seen + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"%d\n" % seen]
     if path == "/endless":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return Counted(endless())

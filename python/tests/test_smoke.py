@@ -184,6 +184,10 @@ class Smoke(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.02)
 
+    def test_threading_local_lasts_across_requests_on_a_worker(self):
+        seen = [int(get(self.addr, "/tls")[2]) for _ in range(20)]
+        self.assertGreater(max(seen), 0, seen)
+
     def closed(self):
         _, _, body = get(self.addr, "/closed")
         return int(body.strip() or b"-1")
