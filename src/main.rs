@@ -121,6 +121,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // A WSGI app needs the Python interpreter that only the spindle-wsgi
+            // command (the Python package in python/) runs in.
+            let wsgi = config.listeners.iter().enumerate().find_map(|(i, l)| l.wsgi.first().map(|w| (i, w)));
+            if let Some((i, (prefix, spec))) = wsgi {
+                let origin = config.source.as_ref().map_or("<default>".into(), |p| p.display().to_string());
+                eprintln!(
+                    "spindle: {origin}: listener[{i}].apps.{prefix:?} = {{ wsgi = {spec:?} }}: wsgi apps need spindle-wsgi \
+                     (pip install ./python; run `spindle-wsgi --config {origin}`)"
+                );
+                return ExitCode::from(2);
+            }
             let options =
                 daemon::Options { config, config_path: cli.config, ready_file: cli.ready_file, name: "spindle" };
             ExitCode::from(daemon::run(options, Ok))

@@ -92,7 +92,8 @@ pub struct StopSummary {
 /// Configures a `Server`: the config, the apps an embedding program mounts, signals.
 pub struct ServerBuilder {
     config: Config,
-    apps: Vec<(String, Arc<dyn App>)>,
+    /// `(listener name or every HTTP listener, prefix, app)`.
+    apps: Vec<(Option<String>, String, Arc<dyn App>)>,
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
@@ -116,7 +117,15 @@ impl ServerBuilder {
     /// replaces a built-in app configured at the same prefix). A listener whose config
     /// names no apps then serves only the mounted apps, not the default table.
     pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
-        self.apps.push((prefix.to_string(), Arc::new(app)));
+        self.apps.push((None, prefix.to_string(), Arc::new(app)));
+        self
+    }
+
+    /// Mounts `app` at path `prefix` on the HTTP listener named `listener` only; at
+    /// the same prefix it wins over an app [`mount`](Self::mount)ed on every listener.
+    /// `build` fails if no HTTP listener has that name.
+    pub fn mount_on(mut self, listener: &str, prefix: &str, app: impl App) -> Self {
+        self.apps.push((Some(listener.to_string()), prefix.to_string(), Arc::new(app)));
         self
     }
 
@@ -161,6 +170,16 @@ impl ServerBuilder {
 
     /// Binds every listener. Nothing runs yet; a bind error means nothing started.
     pub fn build(self) -> Result<Server, StartError> {
+        let http_names: Vec<&str> =
+            self.config.listeners.iter().filter(|l| l.protocol == Protocol::Http).map(|l| l.name.as_str()).collect();
+        if let Some((Some(name), prefix, _)) =
+            self.apps.iter().find(|(on, _, _)| on.as_deref().is_some_and(|n| !http_names.contains(&n)))
+        {
+            return Err(StartError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("an app is mounted at {prefix:?} on listener {name:?}, but no HTTP listener has that name"),
+            )));
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), acceptor::WAKER)?);
         let registry = Arc::new(Registry::new(Arc::clone(&waker)));
@@ -204,13 +223,23 @@ impl ServerBuilder {
             }
             let router = match cfg.protocol {
                 Protocol::Http => {
+                    // This program's mounts for this listener: on every listener first,
+                    // then on this one by name (so those win at the same prefix).
+                    let mut mounted: Vec<(String, Arc<dyn App>)> = Vec::new();
+                    for specific in [false, true] {
+                        for (on, prefix, app) in &self.apps {
+                            if on.is_some() == specific && on.as_ref().is_none_or(|n| *n == cfg.name) {
+                                mounted.push((prefix.clone(), Arc::clone(app)));
+                            }
+                        }
+                    }
                     // A listener the file gave no apps gets the default table, unless
                     // this program mounts its own: then it serves only those.
-                    let configured = if cfg.default_apps && !self.apps.is_empty() { &[][..] } else { &cfg.apps[..] };
+                    let configured = if cfg.default_apps && !mounted.is_empty() { &[][..] } else { &cfg.apps[..] };
                     let builtin = configured.iter().filter_map(|(prefix, name)| {
                         http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
                     });
-                    Router::new(builtin.chain(self.apps.iter().map(|(p, a)| (p.clone(), Arc::clone(a)))).collect())
+                    Router::new(builtin.chain(mounted).collect())
                 }
                 Protocol::Echo => Router::default(),
             };

@@ -253,3 +253,30 @@ fn worker_threads_run_inside_the_embedders_wrapper_and_closures_are_apps() {
     assert!(summary.missed.is_empty());
     assert_eq!(wrapped_threads.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn mount_on_serves_an_app_on_one_listener_only_and_an_unknown_name_fails_the_build() {
+    use std::sync::Arc;
+    let listener = |name: &str| {
+        format!("[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n")
+    };
+    let config = Config::parse(&format!("{}{}", listener("a"), listener("b")), "<test>").unwrap();
+    let named = |text: &'static str| -> Arc<dyn App> {
+        Arc::new(spindle::http::app_fn(move |_| Ok(Response::text(200, text))))
+    };
+    let server = Server::builder(config.clone())
+        .mount("/", named("everywhere"))
+        .mount_on("b", "/", named("only b"))
+        .build()
+        .unwrap();
+    let addrs = server.local_addrs();
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    let get = |addr| request(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").2;
+    assert_eq!(get(addrs[0].1), b"everywhere");
+    assert_eq!(get(addrs[1].1), b"only b");
+    handle.stop();
+    runner.join().unwrap();
+    let err = Server::builder(config).mount_on("c", "/", named("nowhere")).build().err().expect("no listener c");
+    assert!(err.to_string().contains("\"c\""), "{err}");
+}

@@ -12,14 +12,18 @@
 mod io;
 mod wsgi;
 
+use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::Parser;
 use pyo3::prelude::*;
 
 use spindle::config::{Config, Protocol};
 use spindle::daemon::{self, EXIT_CONFIG};
+use spindle::http::App;
+use spindle::ServerBuilder;
 
 /// The config without `--config`: one HTTP listener on gunicorn's default address,
 /// serving only the app.
@@ -43,8 +47,10 @@ struct Cli {
     /// The WSGI callable, as gunicorn takes it: `MODULE:NAME` (`NAME` may be dotted,
     /// or `factory()` to call a factory with no arguments); `MODULE` alone means
     /// `MODULE:application`.
+    /// Optional when the config mounts WSGI apps itself
+    /// (`[listener.apps] "/api" = { wsgi = "myproject.wsgi:application" }`).
     #[arg(value_name = "MODULE:CALLABLE")]
-    app: String,
+    app: Option<String>,
     /// spindle's config file (TOML, as for the `spindle` command).
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -113,21 +119,49 @@ fn main(py: Python<'_>) -> PyResult<u8> {
     let signal = py.import("signal")?;
     signal.call_method1("signal", (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?))?;
 
+    // (listener, prefix, MODULE:CALLABLE): the command line's app at "/" on every
+    // HTTP listener, then the config's own WSGI entries (which win at the same prefix).
+    let mut mounts: Vec<(String, String, String)> = Vec::new();
+    for l in config.listeners.iter().filter(|l| l.protocol == Protocol::Http) {
+        if let Some(spec) = &cli.app {
+            mounts.push((l.name.clone(), "/".into(), spec.clone()));
+        }
+        for (prefix, spec) in &l.wsgi {
+            mounts.push((l.name.clone(), prefix.clone(), spec.clone()));
+        }
+    }
+    if mounts.is_empty() {
+        return fail(match &cli.app {
+            None => "no WSGI app: give MODULE:CALLABLE, or mount one in the config \
+                     ([listener.apps] \"/\" = { wsgi = \"MODULE:CALLABLE\" })"
+                .into(),
+            Some(_) => "the config has no HTTP listener to serve the app on".into(),
+        });
+    }
     let options = daemon::Options { config, config_path: cli.config, ready_file: cli.ready_file, name: "spindle-wsgi" };
-    let spec = cli.app;
-    let code = py.detach(move || {
-        daemon::run(options, move |builder| {
-            let app = Python::attach(|py| wsgi::WsgiApp::load(py, &spec))?;
-            // One Python thread state per worker for the thread's life, detached
-            // between requests: attaching for a request then only takes the GIL, and
-            // `threading.local` data (a database connection) outlives the request, as
-            // on gunicorn's threads. Without it each request would make and destroy a
-            // thread state.
-            let builder = builder.wrap_worker_threads(|run| Python::attach(|py| py.detach(run)));
-            Ok(builder.mount("/", app))
-        })
-    });
+    let code = py.detach(move || daemon::run(options, move |builder| mount(builder, &mounts)));
     Ok(code)
+}
+
+/// Imports each WSGI app once and mounts it where the command line and config say.
+fn mount(mut builder: ServerBuilder, mounts: &[(String, String, String)]) -> Result<ServerBuilder, String> {
+    let mut loaded: HashMap<&str, Arc<dyn App>> = HashMap::new();
+    for (listener, prefix, spec) in mounts {
+        let app = match loaded.get(spec.as_str()) {
+            Some(app) => Arc::clone(app),
+            None => {
+                let app: Arc<dyn App> = Arc::new(Python::attach(|py| wsgi::WsgiApp::load(py, spec))?);
+                loaded.insert(spec, Arc::clone(&app));
+                app
+            }
+        };
+        builder = builder.mount_on(listener, prefix, app);
+    }
+    // One Python thread state per worker for the thread's life, detached between
+    // requests: attaching for a request then only takes the GIL, and
+    // `threading.local` data (a database connection) outlives the request, as on
+    // gunicorn's threads. Without it each request would make and destroy one.
+    Ok(builder.wrap_worker_threads(|run| Python::attach(|py| py.detach(run))))
 }
 
 /// `HOST:PORT` to an address (`localhost:8000`, `0.0.0.0:80`, `[::1]:8000`).

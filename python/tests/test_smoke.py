@@ -255,6 +255,21 @@ class Startup(unittest.TestCase):
             code, err = self.run_failing(["smokeapp:app", "-b", "127.0.0.1:%d" % port])
         self.assertEqual(code, 2, err)
 
+    def test_config_mounts_wsgi_apps_by_prefix_without_a_command_line_app(self):
+        config = CONFIG.replace('"/healthz" = "healthz"\n',
+                                '"/healthz" = "healthz"\n"/api" = { wsgi = "smokeapp:app" }\n')
+        proc, addr, _, _ = start([], config=config)
+        try:
+            status, head, body = get(addr, "/api/env/x")
+            self.assertEqual(status, 200, head)
+            self.assertIn(b"SCRIPT_NAME=/api\n", body)
+            self.assertIn(b"PATH_INFO=/env/x\n", body)
+            self.assertEqual(get(addr, "/healthz")[0], 200)
+            self.assertEqual(get(addr, "/other")[0], 404)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=TIMEOUT), 0)
+
     def test_default_bind_flag_and_chdir(self):
         proc, addr, _, _ = start(["smokeapp:app", "--chdir", HERE, "-b", "127.0.0.1:0"], cwd="/")
         try:

@@ -65,6 +65,13 @@ pub trait App: Send + Sync + 'static {
     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a>;
 }
 
+/// A shared app is an app: one instance mounted at several prefixes or listeners.
+impl<A: App + ?Sized> App for Arc<A> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+        (**self).call(req)
+    }
+}
+
 /// Makes an [`App`] of a closure (hyper's `service_fn`): per-mount state is whatever
 /// the closure captures.
 ///
