@@ -99,6 +99,7 @@ pub struct ServerBuilder {
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
     wrap_workers: Option<ThreadWrap>,
+    upgrade_command: Option<(PathBuf, Vec<std::ffi::OsString>)>,
     systemd: bool,
 }
 
@@ -156,6 +157,16 @@ impl ServerBuilder {
     /// connections) lasts across requests.
     pub fn wrap_worker_threads(mut self, wrap: impl Fn(&mut (dyn FnMut() + Send)) + Send + Sync + 'static) -> Self {
         self.wrap_workers = Some(Arc::new(wrap));
+        self
+    }
+
+    /// The command a SIGUSR2 upgrade starts (program, arguments); by default this
+    /// process's own binary and arguments. For a daemon run by an interpreter: the
+    /// `spindle-wsgi` console script sets its Python's `sys.executable` and `sys.argv`,
+    /// since the binary of the process (`/proc/self/exe`) is the interpreter with a
+    /// virtualenv's symlink resolved, which would start outside the virtualenv.
+    pub fn upgrade_command(mut self, program: PathBuf, args: Vec<std::ffi::OsString>) -> Self {
+        self.upgrade_command = Some((program, args));
         self
     }
 
@@ -253,7 +264,7 @@ impl ServerBuilder {
         }
         warn_reuse_port_resets(&self.config);
         let upgrade = if upgrades {
-            upgrade::Plan::capture(inheritable)
+            upgrade::Plan::capture(inheritable, self.upgrade_command)
                 .map_err(|e| tracing::warn!(error = %e, "SIGUSR2 upgrades are off: cannot tell this binary's path"))
                 .ok()
         } else {
@@ -304,6 +315,7 @@ impl Server {
             on_log_level: None,
             on_ready: None,
             wrap_workers: None,
+            upgrade_command: None,
             systemd: false,
         }
     }

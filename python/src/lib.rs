@@ -139,7 +139,20 @@ fn main(py: Python<'_>) -> PyResult<u8> {
         });
     }
     let options = daemon::Options { config, config_path: cli.config, ready_file: cli.ready_file, name: "spindle-wsgi" };
-    let code = py.detach(move || daemon::run(options, move |builder| mount(builder, &mounts)));
+    // A SIGUSR2 upgrade starts this same command: this interpreter as it was invoked
+    // (in its virtualenv) with this script and arguments.
+    let executable: String = py.import("sys")?.getattr("executable")?.extract()?;
+    let upgrade = (!executable.is_empty())
+        .then(|| (PathBuf::from(executable), argv.iter().map(std::ffi::OsString::from).collect::<Vec<_>>()));
+    let code = py.detach(move || {
+        daemon::run(options, move |builder| {
+            let builder = match upgrade {
+                Some((program, args)) => builder.upgrade_command(program, args),
+                None => builder,
+            };
+            mount(builder, &mounts)
+        })
+    });
     Ok(code)
 }
 

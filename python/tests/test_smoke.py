@@ -270,6 +270,34 @@ class Startup(unittest.TestCase):
             proc.send_signal(signal.SIGTERM)
             self.assertEqual(proc.wait(timeout=TIMEOUT), 0)
 
+    def test_sigusr2_upgrade_starts_the_same_command_in_its_virtualenv(self):
+        proc, addr, _, ready = start(["smokeapp:app"], config=CONFIG)
+        successor = None
+        try:
+            proc.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + 60
+            while successor is None:
+                self.assertLess(time.monotonic(), deadline, "no successor became ready")
+                try:
+                    with open(ready) as f:
+                        pid = int(f.readline().split()[1])
+                    if pid != proc.pid:
+                        successor = pid
+                except (OSError, ValueError, IndexError):
+                    pass
+                time.sleep(0.05)
+            self.assertEqual(proc.wait(timeout=TIMEOUT), 0)
+            status, head, body = get(addr, "/")
+            self.assertEqual((status, body), (200, b"hello\n"), head)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if successor is not None:
+                os.kill(successor, signal.SIGTERM)
+                deadline = time.monotonic() + TIMEOUT
+                while os.path.exists("/proc/%d" % successor) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+
     def test_default_bind_flag_and_chdir(self):
         proc, addr, _, _ = start(["smokeapp:app", "--chdir", HERE, "-b", "127.0.0.1:0"], cwd="/")
         try:
