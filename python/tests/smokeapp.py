@@ -132,3 +132,8 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Counted([b"slept\n"])
     return validated(environ, start_response)
+
+
+def create_app():
+    """A factory, as `smokeapp:create_app()` names it."""
+    return app

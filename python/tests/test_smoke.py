@@ -298,8 +298,8 @@ class Startup(unittest.TestCase):
                 while os.path.exists("/proc/%d" % successor) and time.monotonic() < deadline:
                     time.sleep(0.05)
 
-    def test_default_bind_flag_and_chdir(self):
-        proc, addr, _, _ = start(["smokeapp:app", "--chdir", HERE, "-b", "127.0.0.1:0"], cwd="/")
+    def test_bind_flag_chdir_and_a_factory(self):
+        proc, addr, _, _ = start(["smokeapp:create_app()", "--chdir", HERE, "-b", "127.0.0.1:0"], cwd="/")
         try:
             status, head, body = get(addr, "/")
             self.assertEqual((status, body), (200, b"hello\n"), head)
