@@ -112,6 +112,8 @@ impl WsgiApp {
 /// "bytes-as-str" (PEP 3333): each byte one code point.
 struct Environ {
     vars: Vec<(String, String)>,
+    /// `wsgi.url_scheme`: "https" only when a trusted proxy said so.
+    scheme: String,
 }
 
 /// Bytes as a latin-1 `str`.
@@ -201,7 +203,7 @@ impl Environ {
         if !content_length && body_len > 0 {
             vars.push(("CONTENT_LENGTH".to_string(), body_len.to_string()));
         }
-        Environ { vars }
+        Environ { vars, scheme: req.scheme().to_string() }
     }
 }
 
@@ -548,8 +550,8 @@ impl WsgiApp {
         for (k, v) in environ.vars {
             env.set_item(k, v)?;
         }
+        env.set_item("wsgi.url_scheme", environ.scheme)?;
         env.set_item("wsgi.version", (1, 0))?;
-        env.set_item("wsgi.url_scheme", "http")?;
         env.set_item("wsgi.input", Bound::new(py, Input::new(body))?)?;
         env.set_item("wsgi.errors", Bound::new(py, Errors::new(id))?)?;
         env.set_item("wsgi.multithread", true)?;
