@@ -476,13 +476,13 @@ impl WsgiApp {
         } else {
             None
         };
-        let mut known = None;
+        let mut ended = false;
         match whole {
             Some(Ok(bytes)) => {
                 stream.take_written();
                 stream.pending.extend_from_slice(&bytes);
                 stream.close(py);
-                known = Some(());
+                ended = true;
             }
             Some(Err(e)) => {
                 stream.close(py);
@@ -502,7 +502,7 @@ impl WsgiApp {
                     return Err(fail("exception in the WSGI app (before the response started)", e));
                 }
                 if stream.result.is_none() {
-                    known = Some(());
+                    ended = true;
                 }
             }
         }
@@ -525,7 +525,7 @@ impl WsgiApp {
         let have = (stream.pending.len() - stream.pos) as u64;
         // The whole body is here: the iterable ended, or its first chunk is all that the
         // app's Content-Length announces (stop iterating, PEP 3333 allows it; close).
-        let complete = known.is_some() || declared == Some(have);
+        let complete = ended || declared == Some(have);
         let body = if complete && declared.is_none_or(|n| n == have) {
             stream.close(py);
             let bytes = stream.pending.split_off(stream.pos);
