@@ -113,7 +113,7 @@ fn main(py: Python<'_>) -> PyResult<u8> {
     if !path.contains(&cwd)? {
         path.call_method1("insert", (0, &cwd))?;
     }
-    // SIGINT is the daemon's (an immediate stop, like SIGQUIT, see the README), not
+    // SIGINT is the daemon's (a graceful stop, as SIGTERM; see the README's signals), not
     // Python's KeyboardInterrupt: with the default action restored, the daemon's
     // handler does not chain to Python's.
     let signal = py.import("signal")?;
