@@ -207,11 +207,14 @@ impl Environ {
     }
 }
 
+/// A `start_response` call: status code, reason phrase, headers.
+type Started = (u16, Option<String>, Vec<(String, String)>);
+
 /// What `start_response` and `write` record, shared with the response stream.
 #[derive(Default)]
 struct Status {
-    /// `(code, headers)` from the latest `start_response`.
-    started: Option<(u16, Vec<(String, String)>)>,
+    /// What the latest `start_response` said.
+    started: Option<Started>,
     /// The status and headers have gone to the server (no more changes).
     sent: bool,
     /// Bytes given to `write()`, not yet sent: they go before the iterable's.
@@ -277,7 +280,8 @@ impl StartResponse {
             }
             list.push((name, value));
         }
-        lock(&this.status).started = Some((code, list));
+        let reason = status.get(4..).filter(|r| !r.is_empty()).map(str::to_string);
+        lock(&this.status).started = Some((code, reason, list));
         slf.getattr("write")
     }
 
@@ -506,7 +510,7 @@ impl WsgiApp {
                 }
             }
         }
-        let (code, headers) = {
+        let (code, reason, headers) = {
             let mut state = lock(&status);
             state.sent = true;
             match state.started.take() {
@@ -536,7 +540,7 @@ impl WsgiApp {
             // close-delimited.
             ResponseBody::Stream(Box::new(stream), None)
         };
-        Ok(Response { status: code, headers, body })
+        Ok(Response { status: code, reason, headers, body })
     }
 
     fn environ_dict<'py>(

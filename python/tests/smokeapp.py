@@ -127,6 +127,9 @@ def app(environ, start_response):
             raise RuntimeError("boom-after-start")
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Counted(gen())
+    if path == "/reason":
+        start_response("404 NOT FOUND", [("Content-Type", "text/plain")])
+        return Counted([b"gone\n"])
     if path == "/sleep":
         time.sleep(0.2)
         start_response("200 OK", [("Content-Type", "text/plain")])

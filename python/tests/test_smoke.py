@@ -139,6 +139,10 @@ class Smoke(unittest.TestCase):
         self.assertEqual((status, body), (200, b"hello world"), head)
         self.assertIn("X-Content-Length: 11", head)
 
+    def test_the_apps_reason_phrase_is_sent_as_given(self):
+        status, head, body = get(self.addr, "/reason")
+        self.assertTrue(head.startswith("HTTP/1.1 404 NOT FOUND\r\n"), head)
+
     def test_readlines(self):
         data = b"a\nbb\nccc"
         raw = b"POST /lines HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nConnection: close\r\n\r\n" + data

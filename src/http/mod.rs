@@ -515,6 +515,9 @@ pub enum ResponseBody<'a> {
 pub struct Response<'a> {
     /// Status code (100..=999).
     pub status: u16,
+    /// The reason phrase; `None`: the standard one for the status (`Not Found`). A
+    /// WSGI app's own (`404 NOT FOUND` from Werkzeug) is sent as it gave it.
+    pub reason: Option<String>,
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -524,7 +527,7 @@ pub struct Response<'a> {
 impl<'a> Response<'a> {
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Empty }
     }
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
@@ -534,13 +537,20 @@ impl<'a> Response<'a> {
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         Response {
             status,
+            reason: None,
             headers: vec![("Content-Type".into(), content_type.into())],
             body: ResponseBody::Bytes(body),
         }
     }
     /// A streamed response of unknown length.
     pub fn stream(status: u16, body: impl Read + 'a) -> Self {
-        Response { status, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+    }
+    /// Sets the reason phrase (tab, space, visible ASCII and obs-text only, RFC 9112
+    /// §4; anything else is the app's mistake, answered 500).
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self
     }
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
