@@ -196,18 +196,11 @@ impl Conn {
 
     /// Whether the peer has closed or reset the connection (without reading from it).
     pub fn hung_up(&self) -> bool {
-        use rustix::event::PollFlags;
-        self.poll_now(PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+        hung_up(&self.stream)
     }
 
-    /// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
     fn poll_now(&self, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = [PollFd::new(&*self.stream, interest)];
-        match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
-            Ok(n) if n > 0 => fds[0].revents(),
-            _ => PollFlags::empty(),
-        }
+        poll_now(&self.stream, interest)
     }
 
     /// Starts a lingering close: sends FIN after everything written so far, then parks
@@ -408,5 +401,23 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether the peer of `stream` has closed its side or reset the connection, asked
+/// without reading (`poll(2)` for RDHUP, HUP, ERR with a zero timeout): bytes the
+/// client sent but the server has not read do not hide a close behind them.
+pub(crate) fn hung_up(stream: &TcpStream) -> bool {
+    use rustix::event::PollFlags;
+    poll_now(stream, PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+}
+
+/// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
+fn poll_now(stream: &TcpStream, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(stream, interest)];
+    match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
+        Ok(n) if n > 0 => fds[0].revents(),
+        _ => PollFlags::empty(),
     }
 }

@@ -117,6 +117,13 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
     if !(200..=999).contains(&resp.status) {
         return Err(Refused(format!("status {} is not a final status code", resp.status)));
     }
+    // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) (RFC 9112 §4): no CR or LF
+    // to split the head with.
+    if let Some(r) = &resp.reason {
+        if r.is_empty() || r.chars().any(|c| c != '\t' && (c.is_control() || c == '\u{7f}')) {
+            return Err(Refused(format!("reason phrase {r:?} has control characters or is empty")));
+        }
+    }
     let mut declared = None;
     for (name, value) in &resp.headers {
         if !is_token(name) {
@@ -176,7 +183,7 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
     let mut keep_alive = framing.keep_alive;
     let mut head = String::with_capacity(256);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", resp.reason.as_deref().unwrap_or(reason(status)));
     head.push_str("Date: ");
     date(&mut head);
     head.push_str("\r\n");
@@ -416,6 +423,18 @@ mod tests {
     }
 
     #[test]
+    fn an_apps_reason_phrase_is_sent_and_the_standard_one_otherwise() {
+        let framing = Framing { version: Version::Http11, head_only: false, keep_alive: true };
+        for (resp, line) in [
+            (Response::empty(404).with_reason("NOT FOUND"), &b"HTTP/1.1 404 NOT FOUND\r\n"[..]),
+            (Response::empty(404), b"HTTP/1.1 404 Not Found\r\n"),
+        ] {
+            let (Encoded::Buffered(out), _) = encode(resp, framing, None) else { panic!("buffered") };
+            assert!(out.starts_with(line), "{}", String::from_utf8_lossy(&out));
+        }
+    }
+
+    #[test]
     fn app_responses_that_would_split_or_reframe_are_refused() {
         let cases: Vec<(Response<'static>, bool)> = vec![
             (Response::text(200, "x").with_header("X-Ok", "fine"), true),
@@ -427,6 +446,9 @@ mod tests {
             (Response::text(200, "x").with_header("Content-Length", "1"), true),
             (Response::text(200, "x").with_header("Content-Length", "2"), false),
             (Response::empty(101), false),
+            (Response::empty(404).with_reason("NOT FOUND"), true),
+            (Response::empty(404).with_reason("x\r\nSet-Cookie: a=b"), false),
+            (Response::empty(404).with_reason(""), false),
         ];
         for (i, (mut resp, ok)) in cases.into_iter().enumerate() {
             assert_eq!(check(&mut resp).is_ok(), ok, "case {i}");
