@@ -107,7 +107,7 @@ class Conn:
         """Reads a status line and headers: (version, status, reason, headers)."""
         line = self._line()
         parts = line.rstrip(b"\r\n").split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
             raise AssertionError(f"bad status line {line!r}")
         version, status = parts[0].decode(), int(parts[1])
         reason = parts[2].decode("latin-1") if len(parts) > 2 else ""

@@ -89,7 +89,7 @@ class StartError(Exception):
 class Server:
     """A WSGI server process serving `app` ("module:callable" in tests/wsgi/apps)."""
 
-    def __init__(self, kind, app, env=None, config=None, ready_timeout=60.0):
+    def __init__(self, kind, app, env=None, config=None, ready_timeout=60.0, args=()):
         self.kind = kind
         self.app = app
         self.dir = tempfile.mkdtemp(prefix=f"wsgi-{kind}-")
@@ -100,6 +100,7 @@ class Server:
         self.env.update(env or {})
         self.config = config if config is not None else SPINDLE_CONFIG
         self.ready_timeout = ready_timeout
+        self.args = list(args)  # extra command-line arguments (e.g. waitress --url-prefix)
         self.proc = None
         self.port = None
         self.returncode = None
@@ -126,6 +127,10 @@ class Server:
 
     def start(self):
         cmd = self.command()
+        if self.kind == "spindle":
+            cmd += self.args
+        else:  # before the app: waitress-serve stops reading options at the first operand
+            cmd[-1:-1] = self.args
         self.cmdline = " ".join(cmd)
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, cwd=APPS, env=self.env, stdin=subprocess.DEVNULL,

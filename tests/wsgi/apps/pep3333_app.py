@@ -290,11 +290,61 @@ def error_after(token, start_response):
 validated = validator(app)
 
 
+class CloseRaises:
+    def __init__(self, token):
+        self.token = token
+
+    def __iter__(self):
+        return iter([b"body before a failing close\n"])
+
+    def close(self):
+        record(self.token, "closed")
+        raise RuntimeError("close() failed on purpose")
+
+
+def misbehave(kind, start_response, token):
+    """Apps that break the protocol: the server must answer 500 or close the connection,
+    never crash, never put the app's bad bytes on the wire as protocol."""
+    text = [("Content-Type", "text/plain")]
+    if kind == "none":
+        start_response("200 OK", text)
+        return None
+    if kind == "no-start":
+        return [b"body without start_response\n"]
+    if kind == "str-body":
+        start_response("200 OK", text)
+        return ["a str, not bytes\n"]
+    if kind == "header-injection":
+        start_response("200 OK", text + [("X-Evil", "a\r\nX-Injected: yes")])
+        return [b"injected?\n"]
+    if kind == "bad-status":
+        start_response("OK", text)
+        return [b"status without a code\n"]
+    if kind == "iter-raises":
+        start_response("200 OK", text)
+
+        def gen():
+            raise RuntimeError("iterator failed before its first chunk")
+            yield b""  # noqa: unreachable: makes this a generator
+        return gen()
+    if kind == "close-raises":
+        start_response("200 OK", text)
+        return CloseRaises(token)
+    if kind == "double-start":
+        start_response("200 OK", text)
+        start_response("201 Created", text)  # no exc_info: an error (PEP 3333)
+        return [b"second start_response\n"]
+    raise ValueError(f"unknown misbehaviour {kind}")
+
+
 def raw(environ, start_response):
-    """Unvalidated: the input calls frameworks make beyond PEP 3333's minimum."""
+    """Unvalidated: the input calls frameworks make beyond PEP 3333's minimum, and apps
+    that break the protocol on purpose."""
     q = query(environ)
-    mode = environ["PATH_INFO"][len("/raw/"):]
-    _, facts = read_input(environ, mode, int(q.get("n", "8192")))
+    rest = environ["PATH_INFO"][len("/raw/"):]
+    if rest.startswith("bad/"):
+        return misbehave(rest[len("bad/"):], start_response, q.get("token", ""))
+    _, facts = read_input(environ, rest, int(q.get("n", "8192")))
     return respond(start_response, facts)
 
 
