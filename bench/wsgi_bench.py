@@ -251,6 +251,7 @@ def main():
     args = ap.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="wsgi-bench-")
+    args.load_before = loadavg()
     rows, raw, cmds = [], [], []
     for srv in servers(args.venv, workdir, args.spindle):
         if args.only and srv.name not in args.only:
@@ -280,7 +281,13 @@ def main():
             rows.append({"server": srv.name, "version": srv.version, "failed": str(e)[:300]})
         finally:
             srv.stop()
+    args.load_after = loadavg()
     write(args, rows, raw, cmds)
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def fmt(v, spec):
@@ -317,6 +324,8 @@ One run per server, {args.duration} s per workload after a {args.warmup} s warm-
 hello route; machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()},
 Python {platform.python_version()}. wrk runs on the same 2 cores as the server and
 competes with it for CPU: absolute figures are low, ratios are what to read. Loopback only.
+Load average (1/5/15 min) before the run: {args.load_before}; after: {args.load_after}
+(anything above ~1 means other work shared the 2 cores during the run).
 
 - hello: `wrk -t1 -c50 -d{args.duration}s --timeout 5s --latency http://127.0.0.1:PORT/`
   (Flask view returning "Hello, World!\\n")
