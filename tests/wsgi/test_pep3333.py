@@ -242,6 +242,31 @@ def test_close_is_called_when_client_disconnects(pep_server):
     assert got == ["closed"], "close() not called after the client went away"
 
 
+def slow_read_ctx(port, tok):
+    """GET /ctx (4 MiB in 64 chunks) read slowly, so the server must wait for the client
+    between chunks; returns what the app recorded."""
+    with Conn(port) as c:
+        c.send_request("GET", f"/ctx?n=64&size=65536&token={tok}")
+        time.sleep(0.5)  # let the socket buffers fill: the server has to wait for us
+        resp = c.read_response()
+    assert resp.status == 200 and len(resp.body) == 64 * 65536
+    return wait_record(port, tok, ["closed"])
+
+
+def test_iterable_runs_in_the_apps_context_vars(pep_server):
+    """Flask's stream_with_context keeps the request context in ContextVars: every
+    next() on the iterable must see the context the app was called in."""
+    got = slow_read_ctx(pep_server.port, token())
+    assert "ctx-ok" in got, got
+
+
+def test_iterable_runs_on_the_apps_thread_locals(pep_server):
+    """Thread-local state (SQLAlchemy's scoped_session, many DB drivers) set by the app
+    is still there while its iterable runs, as on gunicorn and waitress."""
+    got = slow_read_ctx(pep_server.port, token())
+    assert "local-ok" in got, got
+
+
 def test_file_wrapper_real_file(pep_server):
     with open(APP_FILE, "rb") as f:
         want = f.read()

@@ -13,6 +13,7 @@ back with GET /record?token=T. The SIGTERM test cannot ask a server that has exi
 every record is also appended to the file named by $WSGI_TEST_CLOSE_LOG when it is set.
 """
 
+import contextvars
 import hashlib
 import io
 import json
@@ -27,6 +28,8 @@ from wsgiref.validate import WSGIWarning, validator
 warnings.simplefilter("error", WSGIWarning)
 
 RECORD = {}
+CTX = contextvars.ContextVar("wsgi_test_ctx")
+LOCAL = threading.local()
 LOCK = threading.Lock()
 CLOSE_LOG = os.environ.get("WSGI_TEST_CLOSE_LOG")
 THIS_FILE = os.path.abspath(__file__)
@@ -162,6 +165,26 @@ class Closing:
         record(self.token, "closed")
 
 
+class ContextProbe:
+    """Yields n chunks of `size` bytes; close() records whether every chunk saw the
+    ContextVar and the threading.local the app set."""
+
+    def __init__(self, token, n, size):
+        self.token, self.n, self.size = token, n, size
+        self.ctx_ok = self.local_ok = True
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.ctx_ok &= CTX.get(None) == self.token
+            self.local_ok &= getattr(LOCAL, "token", None) == self.token
+            yield bytes([48 + i % 10]) * self.size
+
+    def close(self):
+        record(self.token, "ctx-ok" if self.ctx_ok else "ctx-lost")
+        record(self.token, "local-ok" if self.local_ok else "local-lost")
+        record(self.token, "closed")
+
+
 class RecordingBytesIO(io.BytesIO):
     def __init__(self, data, token):
         super().__init__(data)
@@ -199,6 +222,14 @@ def app(environ, start_response):
         delay = int(q.get("delay_ms", "0")) / 1000
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing(token, (b"chunk %d\n" % i for i in range(n)), delay)
+    if path == "/ctx":
+        # What the app set while it was called must still be there while its iterable
+        # runs: Flask's stream_with_context keeps its request context in ContextVars,
+        # and thread-local sessions (SQLAlchemy's scoped_session) assume one thread.
+        CTX.set(token)
+        LOCAL.token = token
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return ContextProbe(token, int(q.get("n", "64")), int(q.get("size", "65536")))
     if path == "/chunks":
         n = int(q.get("n", "10000"))
         chunks = [b"%d," % i for i in range(n)]
