@@ -174,6 +174,14 @@ def version_of(venv_python, dist):
         return "?"
 
 
+def command_version(cmd):
+    try:
+        out = subprocess.run([cmd, "--version"], capture_output=True, text=True, timeout=30).stdout
+        return out.strip() or os.path.basename(cmd)
+    except (OSError, subprocess.SubprocessError):
+        return os.path.basename(cmd)
+
+
 def servers(venv, workdir, spindle):
     py = os.path.join(venv, "bin", "python")
     bin_ = os.path.join(venv, "bin")
@@ -184,7 +192,7 @@ def servers(venv, workdir, spindle):
             f.write(SPINDLE_CONFIG)
         ready = os.path.join(workdir, "spindle.ready")
         out.append(Server("spindle", [spindle, "flask_app:app", "--config", cfg, "--ready-file", ready],
-                          f"spindle-wsgi {version_of(py, 'spindle-wsgi')}, default pool",
+                          f"{command_version(spindle)}, default pool",
                           ready_file=ready))
     out.append(Server("gunicorn", [os.path.join(bin_, "gunicorn"), "--worker-class", "gthread",
                                    "--workers", "1", "--threads", str(THREADS), "--bind", "127.0.0.1:0",
