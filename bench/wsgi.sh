@@ -12,7 +12,9 @@
 # PID, then SIGKILL of its tree after 10 s) before the next starts; every wrk run is
 # bounded by -d and `timeout`. About 30 s per server with the default 10 s runs.
 #
-# Usage: [SPINDLE_WSGI=path] bench/wsgi.sh [--duration S] [--only NAME...]
+# Usage: [SPINDLE_WSGI=path] [WSGI_BENCH_NOTE=text] bench/wsgi.sh [--duration S] [--only NAME...]
+#   SPINDLE_WSGI     measure this spindle-wsgi command instead of building ./python
+#   WSGI_BENCH_NOTE  a line for the results about the spindle-wsgi measured
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -29,8 +31,11 @@ PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 "${PIP[@]}" install "${PINS[@]}"
 
 SPINDLE=${SPINDLE_WSGI:-}
-NOTE=""
-if [ -z "$SPINDLE" ]; then
+NOTE=${WSGI_BENCH_NOTE:-}
+CMD="bench/wsgi.sh${*:+ $*}"
+if [ -n "$SPINDLE" ]; then
+  CMD="SPINDLE_WSGI=$SPINDLE $CMD"
+else
   if [ -f python/pyproject.toml ]; then
     echo "[wsgi-bench] pip install ./python (release build)" >&2
     if "${PIP[@]}" install --force-reinstall --no-deps ./python; then
@@ -45,4 +50,4 @@ fi
 
 OUT="bench/results/$(date -u +%F)-wsgi.md"
 exec "$VENV/bin/python" bench/wsgi_bench.py --venv "$ROOT/$VENV" ${SPINDLE:+--spindle "$SPINDLE"} \
-  --spindle-note "$NOTE" --out "$OUT" --command "bench/wsgi.sh${*:+ $*}" "$@"
+  --spindle-note "$NOTE" --out "$OUT" --command "$CMD" "$@"
