@@ -34,7 +34,7 @@ SPINDLE=${SPINDLE_WSGI:-}
 NOTE=${WSGI_BENCH_NOTE:-}
 CMD="bench/wsgi.sh${*:+ $*}"
 if [ -n "$SPINDLE" ]; then
-  CMD="SPINDLE_WSGI=$SPINDLE $CMD"
+  CMD="SPINDLE_WSGI=${SPINDLE#"$ROOT"/} $CMD"
 else
   if [ -f python/pyproject.toml ]; then
     echo "[wsgi-bench] pip install ./python (release build)" >&2
