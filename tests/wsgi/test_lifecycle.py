@@ -97,11 +97,12 @@ def test_misbehaving_app_gets_500_or_close_and_server_survives(rough_server, bad
 
 # --- SIGTERM with requests in flight -----------------------------------------------------
 
-def test_sigterm_answers_in_flight_requests_and_closes_every_iterable(kind, tmp_path):
+@pytest.mark.parametrize("app", [APP, "flask_app:application"])
+def test_sigterm_answers_in_flight_requests_and_closes_every_iterable(kind, tmp_path, app):
     if kind == "waitress":
         pytest.xfail("waitress has no SIGTERM handler: it dies at once")
     events = tmp_path / "events"
-    srv = servers.Server(kind, APP, env={"WSGI_TEST_CLOSE_LOG": str(events)}).start()
+    srv = servers.Server(kind, app, env={"WSGI_TEST_CLOSE_LOG": str(events)}).start()
     n = servers.THREADS  # every request on a thread of its own, for every server
     results = [None] * n
 

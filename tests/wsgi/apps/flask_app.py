@@ -10,6 +10,8 @@ path, and the benchmark's hello and blocking routes.
 """
 
 import hashlib
+import os
+import threading
 import time
 import warnings
 from wsgi_validator import WSGIWarning, validator
@@ -19,6 +21,14 @@ from flask import Flask, Response, abort, jsonify, redirect, request, stream_wit
 warnings.simplefilter("error", WSGIWarning)
 
 app = Flask(__name__)
+EVENTS = os.environ.get("WSGI_TEST_CLOSE_LOG")  # the SIGTERM test's event file
+EVENTS_LOCK = threading.Lock()
+
+
+def event(what, token):
+    if EVENTS and token:
+        with EVENTS_LOCK, open(EVENTS, "a") as f:
+            f.write(f"{what} {token}\n")
 
 
 def sha(data):
@@ -34,8 +44,14 @@ def hello():
 def sleep():
     # The blocking route of the benchmark: the thread waits, as on a database call.
     ms = request.args.get("ms", 20, type=int)
+    token = request.args.get("token", "")
+    event("started", token)
     time.sleep(ms / 1000)
-    return f"slept {ms} ms\n", 200, {"Content-Type": "text/plain"}
+    resp = Response(f"slept {ms} ms\n", mimetype="text/plain")
+    if token:
+        # Runs when the server calls close() on the response iterable.
+        resp.call_on_close(lambda: event("closed", token))
+    return resp
 
 
 @app.route("/json")
