@@ -410,12 +410,12 @@ def test_pipelined_requests_answered_in_order(pep_server):
     assert g.body == b"chunk 0\nchunk 1\n"
 
 
-def test_requests_run_on_several_threads(pep_server):
-    """wsgi.multithread: four 600 ms requests at once finish well before 2.4 s."""
+def four_sleeps_at_once(port):
+    """Four GET /sleep?ms=600 at once; returns (statuses, seconds they took together)."""
     results = []
 
     def one():
-        results.append(get(pep_server.port, "/sleep?ms=600").status)
+        results.append(get(port, "/sleep?ms=600").status)
 
     threads = [threading.Thread(target=one) for _ in range(4)]
     t0 = time.monotonic()
@@ -423,6 +423,11 @@ def test_requests_run_on_several_threads(pep_server):
         t.start()
     for t in threads:
         t.join(timeout=15)
-    elapsed = time.monotonic() - t0
+    return results, time.monotonic() - t0
+
+
+def test_requests_run_on_several_threads(pep_server):
+    """wsgi.multithread: four 600 ms requests at once finish well before 2.4 s."""
+    results, elapsed = four_sleeps_at_once(pep_server.port)
     assert results == [200] * 4
     assert elapsed < 1.8, f"4 concurrent 600 ms requests took {elapsed:.2f} s"

@@ -3,10 +3,10 @@ tests/wsgi/test_falcon.py: a second framework with its own request-body and stre
 code (req.bounded_stream, resp.stream), so the suite does not only know werkzeug's.
 """
 
-import hashlib
 import warnings
 
 import falcon
+from bodies import digest_stream
 
 from wsgi_validator import WSGIWarning, validator
 
@@ -29,14 +29,7 @@ class Upload:
         # bounded_stream stops at Content-Length and so reads nothing of a chunked body;
         # then the server's own input (wsgi.input_terminated) is read to its end.
         stream = req.bounded_stream if req.content_length is not None else req.stream
-        h, n = hashlib.sha256(), 0
-        while True:
-            chunk = stream.read(16384)
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-        resp.media = {"len": n, "sha256": h.hexdigest()}
+        resp.media = digest_stream(stream.read, 16384)
 
 
 class Stream:

@@ -16,6 +16,7 @@ import time
 import warnings
 from wsgi_validator import WSGIWarning, validator
 
+from bodies import digest_stream
 from flask import Flask, Response, abort, jsonify, redirect, request, stream_with_context
 
 warnings.simplefilter("error", WSGIWarning)
@@ -81,31 +82,15 @@ def upload():
     out = {}
     for name in sorted(request.files):
         f = request.files[name]
-        h, n = hashlib.sha256(), 0
-        while True:
-            chunk = f.read(8192)
-            if not chunk:
-                break
-            h.update(chunk)
-            n += len(chunk)
-        out[name] = {"filename": f.filename, "len": n, "sha256": h.hexdigest(),
-                     "mimetype": f.mimetype}
+        out[name] = {"filename": f.filename, "mimetype": f.mimetype,
+                     **digest_stream(f.read, 8192)}
     return jsonify(files=out, fields={k: request.form[k] for k in sorted(request.form)})
 
 
 @app.route("/upload-raw", methods=["POST", "PUT"])
 def upload_raw():
     # Read the body from wsgi.input in chunks, as a proxying or storing app would.
-    stream = request.environ["wsgi.input"]
-    h, n, reads = hashlib.sha256(), 0, 0
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            break
-        h.update(chunk)
-        n += len(chunk)
-        reads += 1
-    return jsonify(len=n, sha256=h.hexdigest())
+    return jsonify(digest_stream(request.environ["wsgi.input"].read))
 
 
 @app.route("/data", methods=["POST"])

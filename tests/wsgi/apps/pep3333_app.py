@@ -95,30 +95,27 @@ def digest(chunks):
     return {"len": n, "sha256": h.hexdigest()}
 
 
+def until_empty(call, limit=None, name=""):
+    """Calls `call()` until it returns b""; each piece at most `limit` bytes."""
+    pieces = []
+    while True:
+        c = call()
+        assert limit is None or len(c) <= limit, f"{name}({limit}) returned {len(c)} bytes"
+        if not c:
+            return pieces
+        pieces.append(c)
+
+
 def read_input(environ, mode, n):
     """Reads wsgi.input the way `mode` says; returns (pieces, facts)."""
     inp = environ["wsgi.input"]
     pieces = []
     if mode == "read_n":
-        while True:
-            c = inp.read(n)
-            assert len(c) <= n, f"read({n}) returned {len(c)} bytes"
-            if not c:
-                break
-            pieces.append(c)
+        pieces = until_empty(lambda: inp.read(n), n, "read")
     elif mode == "readline":
-        while True:
-            c = inp.readline()
-            if not c:
-                break
-            pieces.append(c)
+        pieces = until_empty(inp.readline)
     elif mode == "readline_n":
-        while True:
-            c = inp.readline(n)
-            assert len(c) <= n, f"readline({n}) returned {len(c)} bytes"
-            if not c:
-                break
-            pieces.append(c)
+        pieces = until_empty(lambda: inp.readline(n), n, "readline")
     elif mode == "readlines":
         pieces = inp.readlines()
     elif mode == "readlines_hint":
