@@ -190,6 +190,35 @@ def test_input_empty_body_reads_eof(pep_server):
     assert facts["len"] == 0
 
 
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_input_streams_from_the_socket(pep_server, kind, framing):
+    """The app runs, and reads the first part of the body, before the client has sent
+    the rest: wsgi.input reads from the socket rather than from a buffered copy."""
+    if kind == "waitress":
+        pytest.xfail("waitress buffers the whole body before it calls the app")
+    tok = token()
+    # 64 KiB sent, the app asks for 1,000 bytes (gunicorn fills a 1 KiB block first),
+    # then another 64 KiB only once the app has reported.
+    first, rest = b"a" * 65536, b"b" * 65536
+    with Conn(pep_server.port) as c:
+        target = f"/input-stream?n=1000&token={tok}"
+        if framing == "length":
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 131072\r\n\r\n"
+                   % target.encode() + first)
+        else:
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                   b"10000\r\n%s\r\n" % (target.encode(), first))
+        with Conn(pep_server.port) as probe:  # the record, asked on another connection
+            deadline = time.monotonic() + 5
+            got = []
+            while "first 1000" not in got and time.monotonic() < deadline:
+                got = ok_json(probe.request("GET", f"/record?token={tok}"))
+                time.sleep(0.02)
+        assert "first 1000" in got, "the app did not get the body's first part before its end"
+        c.send(rest if framing == "length" else b"10000\r\n%s\r\n0\r\n\r\n" % rest)
+        assert ok_json(c.read_response()) == expect_digest(first + rest)
+
+
 def test_unread_body_then_next_request(pep_server):
     """An app that ignores the body must not leave it to be parsed as the next request:
     the server either discards it and serves the next request, or closes the connection

@@ -207,6 +207,14 @@ def app(environ, start_response):
         mode = q.get("mode", "read_n")
         _, facts = read_input(environ, mode, int(q.get("n", "8192")))
         return respond(start_response, facts)
+    if path == "/input-stream":
+        # Records after the first n bytes, so a test can hold back the rest of the body
+        # and see that the app got to run before the body was complete.
+        n = int(q.get("n", "1000"))
+        first = environ["wsgi.input"].read(n)
+        record(token, f"first {len(first)}")
+        rest = until_empty(lambda: environ["wsgi.input"].read(65536))
+        return respond(start_response, digest([first] + rest))
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written-1;")
