@@ -50,6 +50,9 @@ level = "info,spindle::access=off"
 name = "http"
 bind = "127.0.0.1:0"
 protocol = "http"
+[listener.apps]
+# spindle-wsgi mounts the app at "/"; only the health check beside it.
+"/healthz" = "healthz"
 """
 
 WORKLOADS = [
