@@ -352,7 +352,16 @@ Load average (1/5/15 min) before the run: {args.load_before}; after: {args.load_
 
 ## Servers as run (cwd tests/wsgi/apps, port 0, found from /proc or the ready file)
 
-""" + "\n".join(f"- `{c}`" for c in cmds) + "\n\n## wrk output\n\n" + "\n".join(raw)
+""" + "\n".join(f"- `{c}`" for c in cmds) + f"""
+
+spindle's $WORK/spindle.toml (everything not in it is spindle's default):
+
+```toml
+{SPINDLE_CONFIG}```
+
+## wrk output
+
+""" + "\n".join(raw)
     with open(args.out, "w") as f:
         f.write(text)
     print(table(rows))
