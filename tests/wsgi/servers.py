@@ -6,8 +6,8 @@ tests/wsgi/apps with its stdout and stderr in a log file. Readiness and the port
 from the server itself, never from a fixed sleep: spindle-wsgi writes them to its
 `--ready-file`; gunicorn and waitress print the bound address in their log, which is
 parsed for them only. Every wait is bounded. `stop()` sends SIGTERM to the PID it
-started and, if the process tree has not gone within the bound, SIGKILLs exactly the
-PIDs of that tree (gunicorn's worker is a child of the PID we hold).
+started and, if that process has not exited within the bound, SIGKILLs its descendants
+(gunicorn's worker is a child of the PID we hold) and then it.
 
 Which server is "under test" is `WSGI_SERVER` (spindle, gunicorn or waitress); the
 default is spindle when a `spindle-wsgi` command can be found (next to this Python or
@@ -180,8 +180,8 @@ class Server:
             self.proc.send_signal(sig)
 
     def stop(self, timeout=20.0):
-        """SIGTERM, wait up to `timeout` s for the whole tree, then SIGKILL what is left
-        of it. Returns the exit status of the process we started."""
+        """SIGTERM, wait up to `timeout` s for the process to exit, else SIGKILL its tree.
+        Returns the exit status of the process we started."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:

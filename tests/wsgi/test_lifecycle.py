@@ -9,7 +9,6 @@ server cannot disturb the others. Expectations that are spindle's own contract (
 import os
 import re
 import resource
-import signal
 import socket
 import threading
 import time
