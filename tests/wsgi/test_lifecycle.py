@@ -143,7 +143,13 @@ def raise_nofile(want):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def hello_p99(port, n=200):
+def hello_p99(port, n=200, tries=3):
+    """The lowest of `tries` p99s of n sequential hellos: one noisy neighbour on a
+    2-core machine must not decide the comparison."""
+    return min(one_p99(port, n) for _ in range(tries))
+
+
+def one_p99(port, n):
     times = []
     with Conn(port) as c:
         for _ in range(n):
@@ -165,7 +171,7 @@ def test_idle_and_slowloris_clients_hold_no_thread(kind):
     if limit < idle_n + slow_n + 100:
         pytest.skip(f"RLIMIT_NOFILE {limit} too low for {idle_n + slow_n} client sockets")
     with servers.Server(kind, APP) as srv:
-        hello_p99(srv.port, 50)  # warm up
+        one_p99(srv.port, 50)  # warm up
         before = hello_p99(srv.port)
         idle, slow = [], []
         try:
