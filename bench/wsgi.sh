@@ -12,7 +12,8 @@
 # PID, then SIGKILL of its tree after 10 s) before the next starts; every wrk run is
 # bounded by -d and `timeout`. About 30 s per server with the default 10 s runs.
 #
-# Usage: [SPINDLE_WSGI=path] [WSGI_BENCH_NOTE=text] bench/wsgi.sh [--duration S] [--only NAME...]
+# Usage: [SPINDLE_WSGI=path] [WSGI_BENCH_NOTE=text] bench/wsgi.sh [--duration S] [--rounds N]
+#          [--only NAME...]   (--rounds 3: servers alternate, medians reported)
 #   SPINDLE_WSGI     measure this spindle-wsgi command instead of building ./python
 #   WSGI_BENCH_NOTE  a line for the results about the spindle-wsgi measured
 set -euo pipefail

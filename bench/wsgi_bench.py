@@ -18,8 +18,10 @@ Servers (4 threads each, as issue 10 measured its peers):
   eventlet  eventlet.wsgi.server on a monkey-patched process (bench/wsgi_eventlet.py)
 CPU: utime+stime of the server's whole process tree (workers included) plus the
 cutime+cstime of children it reaped, from /proc/PID/stat, before and after each run.
-Every run is bounded (wrk -d plus `timeout`); every server is stopped by the PID this
-script started (SIGTERM, then SIGKILL of that tree after 10 s).
+With --rounds N the servers alternate (A B C A B C ...) and each figure is the median of
+its N runs. Every run is bounded (wrk -d plus `timeout`); every server is stopped by the
+PID this script started (SIGTERM, then SIGKILL of that tree after 10 s) before the next
+starts.
 """
 
 import argparse
@@ -256,6 +258,7 @@ def main():
     ap.add_argument("--spindle-note", default="", help="why spindle is missing, for the results")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="rounds, servers alternating; medians")
     ap.add_argument("--only", nargs="*", help="server names to run")
     ap.add_argument("--out", required=True)
     ap.add_argument("--command", default="bench/wsgi.sh")
@@ -263,37 +266,67 @@ def main():
 
     workdir = tempfile.mkdtemp(prefix="wsgi-bench-")
     args.load_before = loadavg()
-    rows, raw, cmds = [], [], []
-    for srv in servers(args.venv, workdir, args.spindle):
-        if args.only and srv.name not in args.only:
-            continue
-        print(f"[wsgi-bench] {srv.name}: starting", file=sys.stderr, flush=True)
-        try:
-            srv.start(workdir)
-            check(srv.port)
-            wrk(srv.port, "/", 50, args.warmup)  # warm-up, not recorded
-            result = {"server": srv.name, "version": srv.version}
-            for name, path, conns in WORKLOADS:
-                c0, t0 = cpu_ticks(srv.proc.pid), time.monotonic()
-                cmd, text = wrk(srv.port, path, conns, args.duration)
-                c1 = cpu_ticks(srv.proc.pid)
-                w = parse_wrk(text)
-                w["cpu_s"] = (c1 - c0) / CLK_TCK
-                w["per_cpu_s"] = (w["requests"] / w["cpu_s"]) if w["requests"] and w["cpu_s"] else None
-                result[name] = w
-                raw.append(f"### {srv.name} {name}\n\n```\n$ {shlex.join(cmd)}\n{text}```\n"
-                           f"server CPU {w['cpu_s']:.2f} s over {time.monotonic() - t0:.1f} s\n")
-                print(f"[wsgi-bench] {srv.name} {name}: {w['rps']} req/s, cpu {w['cpu_s']:.2f} s, "
-                      f"errors {w['errors']}, non-2xx {w['non2xx']}", file=sys.stderr, flush=True)
-            rows.append(result)
-            cmds.append(f"{srv.name}: {shlex.join(srv.cmd)}".replace(ROOT + "/", "").replace(workdir, "$WORK"))
-        except Exception as e:  # one server failing must not lose the others' figures
-            print(f"[wsgi-bench] {srv.name} failed: {e}", file=sys.stderr, flush=True)
-            rows.append({"server": srv.name, "version": srv.version, "failed": str(e)[:300]})
-        finally:
-            srv.stop()
+    raw, cmds = [], {}
+    runs = {}  # server name -> [result of each round]
+    todo = [srv for srv in servers(args.venv, workdir, args.spindle)
+            if not args.only or srv.name in args.only]
+    # Rounds alternate the servers (A B C A B C ...), so a burst of other work on the
+    # machine lands on one round of each rather than on all of one server's.
+    for rnd in range(1, args.rounds + 1):
+        for srv in todo:
+            runs.setdefault(srv.name, []).append(run_one(srv, rnd, args, workdir, raw))
+            cmds[srv.name] = shlex.join(srv.cmd).replace(ROOT + "/", "").replace(workdir, "$WORK")
     args.load_after = loadavg()
-    write(args, rows, raw, cmds)
+    rows = [combine(srv, runs[srv.name]) for srv in todo]
+    write(args, rows, raw, [f"{k}: {v}" for k, v in cmds.items()])
+
+
+def run_one(srv, rnd, args, workdir, raw):
+    """One round of one server: start, check, warm up, both workloads, stop."""
+    print(f"[wsgi-bench] round {rnd}: {srv.name}: starting", file=sys.stderr, flush=True)
+    try:
+        srv.start(workdir)
+        check(srv.port)
+        wrk(srv.port, "/", 50, args.warmup)  # warm-up, not recorded
+        result = {}
+        for name, path, conns in WORKLOADS:
+            c0, t0 = cpu_ticks(srv.proc.pid), time.monotonic()
+            cmd, text = wrk(srv.port, path, conns, args.duration)
+            c1 = cpu_ticks(srv.proc.pid)
+            w = parse_wrk(text)
+            w["cpu_s"] = (c1 - c0) / CLK_TCK
+            w["per_cpu_s"] = (w["requests"] / w["cpu_s"]) if w["requests"] and w["cpu_s"] else None
+            result[name] = w
+            raw.append(f"### {srv.name} {name}, round {rnd}\n\n```\n$ {shlex.join(cmd)}\n{text}```\n"
+                       f"server CPU {w['cpu_s']:.2f} s over {time.monotonic() - t0:.1f} s\n")
+            print(f"[wsgi-bench] {srv.name} {name}: {w['rps']} req/s, cpu {w['cpu_s']:.2f} s, "
+                  f"errors {w['errors']}, non-2xx {w['non2xx']}", file=sys.stderr, flush=True)
+        return result
+    except Exception as e:  # one server failing must not lose the others' figures
+        print(f"[wsgi-bench] {srv.name} failed: {e}", file=sys.stderr, flush=True)
+        return {"failed": str(e)[:300]}
+    finally:
+        srv.stop()
+
+
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def combine(srv, results):
+    """One row: the median of each figure over the rounds; errors added up."""
+    ok = [r for r in results if "failed" not in r]
+    row = {"server": srv.name, "version": srv.version}
+    if not ok:
+        row["failed"] = results[-1]["failed"]
+        return row
+    for name, _, _ in WORKLOADS:
+        ws = [r[name] for r in ok]
+        row[name] = {k: median(w[k] for w in ws) for k in ("rps", "per_cpu_s", "p99_ms")}
+        row[name]["errors"] = sum(w["errors"] for w in ws)
+        row[name]["non2xx"] = sum(w["non2xx"] for w in ws)
+    return row
 
 
 def loadavg():
@@ -331,8 +364,8 @@ def write(args, rows, raw, cmds):
     text = f"""# WSGI benchmark: one Flask app on spindle-wsgi and its peers ({now})
 
 Command: `{args.command}` (bench/wsgi.sh, which runs bench/wsgi_bench.py).
-One run per server, {args.duration} s per workload after a {args.warmup} s warm-up of the
-hello route; machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()},
+{args.rounds} round(s), servers alternating, {args.duration} s per workload after a {args.warmup} s warm-up
+of the hello route (more than one round: medians; errors added up); machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()},
 Python {platform.python_version()}. wrk runs on the same 2 cores as the server and
 competes with it for CPU: absolute figures are low, ratios are what to read. Loopback only.
 Load average (1/5/15 min) before the run: {args.load_before}; after: {args.load_after}
