@@ -196,6 +196,12 @@ def test_input_streams_from_the_socket(pep_server, kind, framing):
     the rest: wsgi.input reads from the socket rather than from a buffered copy."""
     if kind == "waitress":
         pytest.xfail("waitress buffers the whole body before it calls the app")
+    if kind == "spindle":
+        # A deliberate design choice (docs/engine.md, "Bodies"): the body is received
+        # whole before the app runs, in memory and then a temporary file, so a slow
+        # upload holds no thread (and no Python thread state) -- as nginx buffers
+        # request bodies for uwsgi/proxy_pass and waitress does for its threads.
+        pytest.xfail("spindle receives a body whole before it calls the app (no thread waits on an upload)")
     tok = token()
     # 64 KiB sent, the app asks for 1,000 bytes (gunicorn fills a 1 KiB block first),
     # then another 64 KiB only once the app has reported.
