@@ -46,3 +46,7 @@ if [ "$SERVER" = spindle ]; then
 fi
 echo "== wsgi: pytest tests/wsgi (server under test: $SERVER; differential against gunicorn)"
 WSGI_SERVER=$SERVER "$VENV/bin/python" -m pytest tests/wsgi "$@"
+if [ "$SERVER" = spindle ] && [ $# -eq 0 ]; then
+  echo "== wsgi: python/tests/test_smoke.py against the installed spindle-wsgi"
+  PATH="$PWD/$VENV/bin:$PATH" "$VENV/bin/python" python/tests/test_smoke.py
+fi
