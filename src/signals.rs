@@ -61,16 +61,25 @@ pub fn spawn(ctx: SignalCtx) -> io::Result<SignalThread> {
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2])?;
     let handle = signals.handle();
     let thread = thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut ctx = ctx;
         let mut stopping = false;
         for signal in signals.forever() {
-            act(signal, &ctx, &mut stopping);
+            act(signal, &mut ctx, &mut stopping);
         }
     })?;
     Ok(SignalThread { handle, thread })
 }
 
-fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
+fn act(signal: i32, ctx: &mut SignalCtx, stopping: &mut bool) {
     let name = signal_name(signal);
+    if matches!(signal, SIGTERM | SIGINT | SIGQUIT) {
+        // No upgrade once a stop has begun: drop the duplicates of the listening
+        // sockets kept for one *before* the stop is sent, or they would hold the
+        // sockets open after the acceptor closes its own, and the kernel would go on
+        // queueing connections nobody accepts (reset at exit; on a reuse_port group,
+        // taken from the other process).
+        ctx.upgrade = None;
+    }
     match signal {
         SIGTERM | SIGINT if !*stopping => {
             *stopping = true;
@@ -102,7 +111,7 @@ fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
 
 /// SIGUSR2 (see `upgrade`): returns whether a successor took over (this process is
 /// draining).
-fn upgrade(ctx: &SignalCtx) -> bool {
+fn upgrade(ctx: &mut SignalCtx) -> bool {
     let Some(plan) = &ctx.upgrade else {
         tracing::warn!(signal = "SIGUSR2", "upgrades are off for this server");
         return false;
@@ -112,6 +121,7 @@ fn upgrade(ctx: &SignalCtx) -> bool {
         Ok(pid) => {
             tracing::info!(signal = "SIGUSR2", successor = pid, "upgrade: the new process is ready; draining this one");
             ctx.handle.shared().notifier.hand_over(pid);
+            ctx.upgrade = None; // see `act`: before the stop closes the listeners
             ctx.handle.send(Control::Graceful);
             true
         }
