@@ -449,6 +449,14 @@ impl Acceptor {
 
     fn close_listeners_and_idle(&mut self) {
         let _ = self.listen(false);
+        // Connections the kernel has already completed are waiting in the accept
+        // queues: take them (they are served, with `Connection: close`) rather than
+        // let the close reset them. What arrives after this is refused, or, on a
+        // SO_REUSEPORT listener with net.ipv4.tcp_migrate_req = 1, moved by the kernel
+        // to another process's listener on the same port.
+        for i in 0..self.listeners.len() {
+            self.accept(i);
+        }
         // Dropping the sockets closes them: new connections are refused from here on.
         self.listeners.clear();
         self.accept_resume_at = None;

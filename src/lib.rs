@@ -25,6 +25,7 @@ mod shared;
 mod signals;
 mod stop;
 mod systemd;
+mod upgrade;
 
 /// What the cargo-fuzz targets in `fuzz/` call: the sans-IO request-head parser
 /// and chunked decoder, whose modules are private. Not part of the API: hidden

@@ -172,7 +172,11 @@ fn run(config: Config, path: Option<PathBuf>, ready_file: Option<PathBuf>) -> Ex
     };
     let outcome = server.run();
     if let Some(file) = &ready_file {
-        let _ = std::fs::remove_file(file);
+        // Only our own: after a SIGUSR2 upgrade the file is the successor's.
+        let ours = format!("pid {}\n", std::process::id());
+        if std::fs::read_to_string(file).is_ok_and(|text| text.starts_with(&ours)) {
+            let _ = std::fs::remove_file(file);
+        }
     }
     match outcome {
         Ok(summary) if summary.missed.is_empty() => ExitCode::SUCCESS,

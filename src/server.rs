@@ -30,7 +30,7 @@ use crate::pool::{Pool, SpawnError};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::{http, service};
+use crate::{http, service, upgrade};
 
 /// After the acceptor is done, how long the pool gets to finish before sockets are cut.
 const POOL_JOIN: Duration = Duration::from_secs(5);
@@ -161,9 +161,15 @@ impl ServerBuilder {
             None
         };
         if activated.is_some() {
-            tracing::info!("socket-activated: adopting the listening sockets systemd passed");
+            tracing::info!(
+                "adopting the listening sockets passed in LISTEN_FDS (systemd socket activation, or a SIGUSR2 upgrade)"
+            );
         }
         let mut listeners = Vec::new();
+        // Duplicates of the listening sockets for a SIGUSR2 successor (the daemon only:
+        // its successor adopts them the way it adopts systemd's).
+        let upgrades = self.systemd && self.signals;
+        let mut inheritable = Vec::new();
         for (i, cfg) in self.config.listeners.iter().enumerate() {
             let passed = activated.as_mut().and_then(|a| a.get_mut(i)).and_then(Option::take);
             let std_listener = match passed {
@@ -181,6 +187,9 @@ impl ServerBuilder {
                 }
             };
             let addr = std_listener.local_addr()?;
+            if upgrades {
+                inheritable.push((cfg.name.clone(), std_listener.try_clone()?));
+            }
             let router = match cfg.protocol {
                 Protocol::Http => {
                     // A listener the file gave no apps gets the default table, unless
@@ -201,8 +210,17 @@ impl ServerBuilder {
             });
             listeners.push((mio::net::TcpListener::from_std(std_listener), ctx));
         }
+        warn_reuse_port_resets(&self.config);
+        let upgrade = if upgrades {
+            upgrade::Plan::capture(inheritable)
+                .map_err(|e| tracing::warn!(error = %e, "SIGUSR2 upgrades are off: cannot tell this binary's path"))
+                .ok()
+        } else {
+            None
+        };
         let (control_tx, control_rx) = mpsc::channel();
         Ok(Server {
+            upgrade,
             poll,
             waker,
             listeners,
@@ -229,6 +247,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
+    upgrade: Option<upgrade::Plan>,
 }
 
 impl Server {
@@ -294,6 +313,7 @@ impl Server {
                 handle: handle.clone(),
                 config_path: self.config_path,
                 on_log_level: self.on_log_level,
+                upgrade: self.upgrade,
             };
             match signals::spawn(ctx) {
                 Ok(s) => Some(s),
@@ -388,3 +408,18 @@ fn serve((conn, queued): (Conn, Option<Instant>), shared: &Shared) {
 
 /// Apps by name, as the config's `[listener.apps]` refers to them.
 pub type AppTable = HashMap<String, Arc<dyn App>>;
+
+/// Linux resets the connections still queued on a SO_REUSEPORT listener when it
+/// closes, unless `net.ipv4.tcp_migrate_req` (5.14+, per network namespace) tells it to
+/// move them to another listener of the group: without it, stopping one of several
+/// processes sharing a port fails the clients that were waiting for it.
+fn warn_reuse_port_resets(config: &Config) {
+    let Some(l) = config.listeners.iter().find(|l| l.reuse_port) else { return };
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").map(|s| s.trim().to_string());
+    if migrate.as_deref().is_ok_and(|v| v == "0") {
+        tracing::warn!(
+            listener = %l.name,
+            "reuse_port is on but net.ipv4.tcp_migrate_req = 0: when this process stops, connections still queued on its listening socket are reset instead of moved to another process on the port; set it to 1 (sysctl)"
+        );
+    }
+}

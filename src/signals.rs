@@ -7,6 +7,8 @@
 //! | SIGHUP          | re-read the config file: pool sizes, limits, log level         |
 //! | SIGTTIN         | one more worker thread (min and max + 1)                       |
 //! | SIGTTOU         | one fewer worker thread (min and max − 1, never below 1)        |
+//! | SIGUSR2         | upgrade: start the binary now at this one's path on the same   |
+//! |                 | listening sockets; once it is ready, drain and exit            |
 //!
 //! signal-hook's handler only writes to a pipe; everything here runs on an ordinary
 //! thread, so it may lock, allocate and log. Stops are sent to the acceptor as
@@ -18,7 +20,7 @@ use std::io;
 use std::path::PathBuf;
 use std::thread::{self, JoinHandle};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR2};
 use signal_hook::iterator::{Handle, Signals};
 
 use crate::config::Config;
@@ -36,6 +38,8 @@ pub struct SignalCtx {
     pub config_path: Option<PathBuf>,
     /// Applies a new log level.
     pub on_log_level: Option<LogLevelHook>,
+    /// What SIGUSR2 starts (`None`: upgrades are off, as for an embedded server).
+    pub upgrade: Option<crate::upgrade::Plan>,
 }
 
 /// The running signal thread.
@@ -54,7 +58,7 @@ impl SignalThread {
 
 /// Installs the handlers and starts the `signals` thread.
 pub fn spawn(ctx: SignalCtx) -> io::Result<SignalThread> {
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU])?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU, SIGUSR2])?;
     let handle = signals.handle();
     let thread = thread::Builder::new().name("signals".into()).spawn(move || {
         let mut stopping = false;
@@ -90,7 +94,31 @@ fn act(signal: i32, ctx: &SignalCtx, stopping: &mut bool) {
             tracing::info!(signal = %name, min_threads = min, max_threads = max, "pool resized");
         }
         SIGHUP => reload(ctx),
+        SIGUSR2 if *stopping => tracing::warn!(signal = "SIGUSR2", "already stopping; no upgrade"),
+        SIGUSR2 if upgrade(ctx) => *stopping = true,
         _ => {}
+    }
+}
+
+/// SIGUSR2 (see `upgrade`): returns whether a successor took over (this process is
+/// draining).
+fn upgrade(ctx: &SignalCtx) -> bool {
+    let Some(plan) = &ctx.upgrade else {
+        tracing::warn!(signal = "SIGUSR2", "upgrades are off for this server");
+        return false;
+    };
+    tracing::info!(signal = "SIGUSR2", exe = %plan.exe().display(), "upgrade: starting the new binary on the listening sockets");
+    match plan.run() {
+        Ok(pid) => {
+            tracing::info!(signal = "SIGUSR2", successor = pid, "upgrade: the new process is ready; draining this one");
+            ctx.handle.shared().notifier.hand_over(pid);
+            ctx.handle.send(Control::Graceful);
+            true
+        }
+        Err(e) => {
+            tracing::error!(signal = "SIGUSR2", "upgrade failed, still serving: {e}");
+            false
+        }
     }
 }
 
@@ -143,6 +171,7 @@ fn signal_name(signal: i32) -> &'static str {
         SIGHUP => "SIGHUP",
         SIGTTIN => "SIGTTIN",
         SIGTTOU => "SIGTTOU",
+        SIGUSR2 => "SIGUSR2",
         _ => "signal",
     }
 }

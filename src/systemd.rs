@@ -13,9 +13,12 @@
 //! `LISTEN_FDNAMES`), matched to `[[listener]]`s by name, else by order, and removes
 //! the variables so that nothing spawned later inherits them.
 
+use std::io;
 use std::net::TcpListener;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::ListenerConfig;
@@ -23,42 +26,55 @@ use crate::config::ListenerConfig;
 /// Sends sd_notify messages, if the service manager asked for them.
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// The predecessor's readiness socket, when this process was started by a SIGUSR2
+    /// upgrade (`SPINDLE_UPGRADE_NOTIFY`): told `READY=1` once.
+    predecessor: Mutex<Option<(UnixDatagram, SocketAddr)>>,
+    /// Set once a successor speaks for the service: nothing more is sent.
+    handed_over: AtomicBool,
+}
+
+/// A datagram socket for an sd_notify-style address: a path, or `@name` (abstract).
+fn datagram_to(path: &str) -> io::Result<(UnixDatagram, SocketAddr)> {
+    let addr = match path.strip_prefix('@') {
+        Some(name) => SocketAddr::from_abstract_name(name.as_bytes())?,
+        None => SocketAddr::from_pathname(path)?,
+    };
+    let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
+    Ok((sock, addr))
 }
 
 impl Notifier {
     /// From `NOTIFY_SOCKET`; silent when it is unset or unusable.
     pub fn from_env() -> Notifier {
         let target = std::env::var("NOTIFY_SOCKET").ok().filter(|s| !s.is_empty()).and_then(|path| {
-            let addr = match path.strip_prefix('@') {
-                Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-                None => SocketAddr::from_pathname(&path),
-            };
-            match (UnixDatagram::unbound(), addr) {
-                (Ok(sock), Ok(addr)) => {
-                    let _ = sock.set_nonblocking(true);
-                    Some((sock, addr))
-                }
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(socket = %path, error = %e, "NOTIFY_SOCKET is unusable; not notifying systemd");
-                    None
-                }
-            }
+            datagram_to(&path)
+                .map_err(
+                    |e| tracing::warn!(socket = %path, error = %e, "NOTIFY_SOCKET is unusable; not notifying systemd"),
+                )
+                .ok()
         });
-        Notifier { target }
+        // Read once and removed, so that a later upgrade's child does not inherit it.
+        let predecessor = std::env::var(crate::upgrade::NOTIFY_ENV).ok().and_then(|path| datagram_to(&path).ok());
+        std::env::remove_var(crate::upgrade::NOTIFY_ENV);
+        Notifier { target, predecessor: Mutex::new(predecessor), handed_over: AtomicBool::new(false) }
     }
 
     /// A notifier that never sends (embedding without systemd).
     pub fn disabled() -> Notifier {
-        Notifier { target: None }
+        Notifier { target: None, predecessor: Mutex::new(None), handed_over: AtomicBool::new(false) }
     }
 
     /// Whether messages go anywhere.
     pub fn enabled(&self) -> bool {
-        self.target.is_some()
+        self.target.is_some() && !self.handed_over.load(Ordering::SeqCst)
     }
 
     /// Sends one message (newline-separated `KEY=value` lines).
     pub fn notify(&self, message: &str) {
+        if self.handed_over.load(Ordering::SeqCst) {
+            return;
+        }
         if let Some((sock, addr)) = &self.target {
             if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
                 tracing::debug!(error = %e, "sd_notify failed");
@@ -66,9 +82,26 @@ impl Notifier {
         }
     }
 
-    /// `READY=1` with a status line.
+    /// `READY=1` with a status line; the first one also reaches the predecessor of a
+    /// SIGUSR2 upgrade, which then drains and exits.
     pub fn ready(&self, status: &str) {
         self.notify(&format!("READY=1\nSTATUS={status}"));
+        let predecessor = self.predecessor.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((sock, addr)) = predecessor {
+            if let Err(e) = sock.send_to_addr(b"READY=1", &addr) {
+                tracing::warn!(error = %e, "cannot tell the process being upgraded that this one is ready");
+            }
+        }
+    }
+
+    /// A successor is ready: tells systemd its PID is now the service's main PID, then
+    /// stays silent (no `STOPPING=1`, no watchdog pings: the service is not stopping).
+    pub fn hand_over(&self, successor: u32) {
+        self.notify(&format!(
+            "MAINPID={successor}\nSTATUS=upgraded: pid {successor} serves; pid {} drains",
+            std::process::id()
+        ));
+        self.handed_over.store(true, Ordering::SeqCst);
     }
 
     /// `RELOADING=1` with the monotonic timestamp systemd requires for it.
@@ -126,6 +159,7 @@ pub fn take_activated(listeners: &[ListenerConfig]) -> Result<Option<Vec<Option<
     let activated = std::env::var_os("LISTEN_FDS").is_some();
     let mut fds = listenfd::ListenFd::from_env(); // also removes LISTEN_FDS and LISTEN_PID
     std::env::remove_var("LISTEN_FDNAMES");
+    std::env::remove_var("LISTEN_FDS_FIRST_FD"); // listenfd's, set by a SIGUSR2 upgrade
     if fds.len() == 0 {
         return if activated {
             Err(ActivationError("LISTEN_FDS is set but names no socket for this process (LISTEN_PID)".into()))

@@ -247,3 +247,17 @@ fn text_log_lines_do_not_repeat_their_fields() {
     assert!(log.contains("protocol=echo") && log.contains("protocol=http"), "as the config spells it:\n{log}");
     assert!(log.contains("drain_delay=0s"), "durations as the config writes them:\n{log}");
 }
+
+#[test]
+fn reuse_port_without_tcp_migrate_req_warns_that_a_stop_resets_queued_connections() {
+    let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").unwrap_or_default();
+    let daemon = Daemon::start(
+        "[[listener]]\nname = \"shared\"\nbind = \"127.0.0.1:0\"\nprotocol = \"echo\"\nreuse_port = true\n",
+    );
+    let log = daemon.log.text();
+    match migrate.trim() {
+        "0" => assert!(log.contains("tcp_migrate_req = 0") && log.contains("reset"), "{log}"),
+        "1" => assert!(!log.contains("tcp_migrate_req"), "{log}"),
+        other => println!("SKIP: no net.ipv4.tcp_migrate_req here ({other:?})"),
+    }
+}

@@ -114,15 +114,24 @@ impl Daemon {
     /// Starts the binary through `wrapper` (a command that execs its arguments, such
     /// as `prlimit --nofile=64:64`), so the PID is still the daemon's.
     pub fn start_under(wrapper: &[&str], config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::launch(wrapper, &bin(), config_text, env)
+    }
+
+    /// Starts a copy of the binary at `exe` (for tests that replace the file).
+    pub fn start_exe(exe: &std::path::Path, config_text: &str) -> Daemon {
+        Self::launch(&[], exe, config_text, &[])
+    }
+
+    fn launch(wrapper: &[&str], exe: &std::path::Path, config_text: &str, env: &[(&str, &str)]) -> Daemon {
         let config = write_config(config_text);
         let ready = config.with_file_name("ready");
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut c = Command::new(program);
-                c.args(args).arg(bin());
+                c.args(args).arg(exe);
                 c
             }
-            None => Command::new(bin()),
+            None => Command::new(exe),
         };
         cmd.arg("--ready-file")
             .arg(&ready)
