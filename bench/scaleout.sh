@@ -85,9 +85,9 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   # A spindle that ignores the first TERM (draining) gets QUIT after 5 s.
   for _ in $(seq 50); do
-    local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
+    local any=0
+    for p in "${PIDS[@]}"; do if alive "$p"; then any=1; fi; done
+    [ "$any" = 0 ] && break
     sleep 0.1
   done
   for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -191,17 +191,26 @@ wait_ready() {
     if [ -f "$ready" ] && head -n1 "$ready" 2>/dev/null | grep -qx "pid $pid"; then
       return 0
     fi
-    kill -0 "$pid" 2>/dev/null || { log "$name (pid $pid) exited before ready:"; tail -5 "$WORK/$name.log" >&2; return 1; }
+    alive "$pid" || { log "$name (pid $pid) exited before ready:"; tail -5 "$WORK/$name.log" >&2; return 1; }
     sleep 0.02
   done
   log "$name (pid $pid) not ready within $3 s"; return 1
 }
 
-# wait_exit PID SECONDS: a child of this shell is reaped by bash as it exits, so
-# kill -0 failing means it is gone.
+# alive PID: running. A child of this shell is reaped by bash as it exits; the
+# successor of a SIGUSR2 upgrade is not ours (its parent was the old process), and
+# whoever reaps it may be slow: a zombie counts as gone.
+alive() {
+  kill -0 "$1" 2>/dev/null || return 1
+  local state
+  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || echo gone)
+  [ "$state" != Z ] && [ "$state" != gone ]
+}
+
+# wait_exit PID SECONDS
 wait_exit() {
   local pid=$1 deadline=$(( $(date +%s) + $2 ))
-  while kill -0 "$pid" 2>/dev/null; do
+  while alive "$pid"; do
     [ "$(date +%s)" -lt "$deadline" ] || { log "pid $pid still running after $2 s"; return 1; }
     sleep 0.02
   done
@@ -407,15 +416,22 @@ netns_inner() {
 # ---- scenario c: SIGUSR2 binary upgrade --------------------------------------------
 
 scenario_c() {
-  local port bin="$WORK/bin/spindle" old new
+  upgrade_run keepalive
+  upgrade_run close
+}
+
+# upgrade_run keepalive|close: one upgrade under wrk, judged on its own.
+upgrade_run() {
+  local mode=$1 close="" port bin="$WORK/bin/spindle" old new
+  [ "$mode" = close ] && close=1
   mkdir -p "$WORK/bin"
   cp "$BIN" "$bin"
   port=$(free_port)
   write_config "$WORK/u.toml" "$port" 1s
-  start u "$WORK/u.toml" "$bin" || { result FAIL "c SIGUSR2 upgrade: setup failed"; return; }
+  start u "$WORK/u.toml" "$bin" || { result FAIL "c SIGUSR2 upgrade, $mode: setup failed"; return; }
   old=$PID_u
-  note "" "## c: SIGUSR2 upgrade under load (binary at $bin replaced, then kill -USR2 $old)"
-  wrk_start upgrade "http://127.0.0.1:$port/" "$PAIR_DUR"
+  note "" "## c: SIGUSR2 upgrade under load, $mode (the binary file replaced, then kill -USR2 OLDPID)"
+  wrk_start "upgrade-$mode" "http://127.0.0.1:$port/" "$PAIR_DUR" "$close"
   at 3
   # Replace the file the way a package manager does: a new inode renamed over the
   # path (writing into a running executable fails with ETXTBSY).
@@ -423,7 +439,7 @@ scenario_c() {
   local t0 ok=1 up_ms
   t0=$(now_ms)
   kill -USR2 "$old"
-  # The new process writes the same ready file with its own PID.
+  # The successor writes the same ready file with its own PID.
   new=""
   local deadline=$(( $(date +%s) + 15 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -439,11 +455,21 @@ scenario_c() {
   fi
   wait_exit "$old" 20 || ok=0
   local gone_ms=$(( $(now_ms) - t0 ))
-  [ "$new" = none ] || kill -0 "$new" 2>/dev/null || ok=0
-  wrk_finish upgrade
+  # The successor runs the file now at the path (the old process ran the inode that
+  # was replaced, "... (deleted)" in /proc).
+  local exe_new=no
+  if [ "$new" != none ]; then
+    alive "$new" || ok=0
+    [ "$(readlink "/proc/$new/exe" 2>/dev/null)" = "$bin" ] && exe_new=yes
+  fi
+  [ "$exe_new" = yes ] || ok=0
+  local finished_in=$(( $(date +%s) - WRK_T0 ))
+  [ "$finished_in" -lt "$PAIR_DUR" ] || ok=0
+  wrk_finish "upgrade-$mode"
   local serving=0
   curl -sf --max-time 2 "http://127.0.0.1:$port/" >/dev/null && serving=1
-  local msg="c SIGUSR2 upgrade under load (wrk ${PAIR_DUR}s): $(counts); pid $old -> $new (new ready after ${up_ms} ms, old gone after ${gone_ms} ms), serving afterwards: $serving"
+  local msg
+  msg="c SIGUSR2 upgrade under load, $mode (wrk ${PAIR_DUR}s): $(counts); pid $old -> $new (new ready after ${up_ms} ms, old gone after ${gone_ms} ms), new pid runs the replaced file: $exe_new, serving afterwards: $serving"
   note "$msg"
   if [ "$ok" = 1 ] && [ "$serving" = 1 ] && [ "$REQ" -gt 0 ] && [ "$NON2XX" = 0 ] && [ "$ERRS" = 0 ]; then
     result PASS "$msg"
@@ -451,8 +477,8 @@ scenario_c() {
     result FAIL "$msg"
     tail -5 "$WORK/u.log" >&2
   fi
-  [ "$new" = none ] || { kill -TERM "$new" 2>/dev/null; wait_exit "$new" 20 || true; }
-  kill -0 "$old" 2>/dev/null && { kill -TERM "$old"; wait_exit "$old" 20 || true; }
+  if [ "$new" != none ]; then kill -TERM "$new" 2>/dev/null || true; wait_exit "$new" 20 || true; fi
+  if alive "$old"; then kill -TERM "$old"; wait_exit "$old" 20 || true; fi
 }
 
 # ---- scenario d: PROXY through HAProxy ---------------------------------------------
