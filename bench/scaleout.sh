@@ -26,12 +26,17 @@
 #      from 127.0.0.1) to /environ, with send-proxy (v1) and send-proxy-v2;
 #      REMOTE_ADDR must be 127.0.0.2. Also: a connection without the header is closed
 #      without a response.
+#   e  restart with the socket held: bench/scaleout-holder.py keeps the listening
+#      socket and starts spindle again when it exits (a systemd .socket unit with
+#      `systemctl restart`); SIGTERM under load, keep-alive and Connection: close;
+#      target 0 / 0, and wrk's max latency shows the gap.
 #
-# Usage: [SPINDLE_BIN=path] bench/scaleout.sh [--quick] [--only a,b,c,d]
+# Usage: [SPINDLE_BIN=path] bench/scaleout.sh [--quick] [--only a,b,c,d,e]
 #   --quick  a and d only, wrk for 10 s, the debug build (what `cargo test` built):
 #            under a minute once built. This is the CI line.
-#   default  a, b, c and d, wrk for 25 s (b: 20 s per run), the release build; the
-#            output is also written to bench/results/<date>-scaleout.md.
+#   default  a to e, wrk for 25 s through HAProxy (20 s per run of b, c, e), the
+#            release build; the output is also written to
+#            bench/results/<date>-scaleout.md (about 4 minutes once built).
 #   --only   run just these scenarios (with either mode).
 #   SPINDLE_BIN  use this binary instead of building one.
 # Needs root only for scenario b's namespace (unshare -n, sysctl); without it that
@@ -54,14 +59,14 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1 ;;
     --only) ONLY="${2:?--only needs a list such as a,d}"; shift ;;
     --netns-inner) INNER="${2:?}"; shift ;;
-    *) echo "usage: $0 [--quick] [--only a,b,c,d]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--only a,b,c,d,e]" >&2; exit 2 ;;
   esac
   shift
 done
 if [ "$QUICK" = 1 ]; then
   DUR=10; PAIR_DUR=10; SCENARIOS="${ONLY:-a,d}"
 else
-  DUR=25; PAIR_DUR=20; SCENARIOS="${ONLY:-a,b,c,d}"
+  DUR=25; PAIR_DUR=20; SCENARIOS="${ONLY:-a,b,c,d,e}"
 fi
 DRAIN_DELAY=2s     # > HAProxy's inter 500ms x fall 2 (docs/haproxy.cfg)
 PAIR_DRAIN=1s      # scenario b: no balancer to tell, the delay only lets keep-alive
@@ -277,12 +282,13 @@ wrk_finish() {
   cat "$WORK/wrk-$name.out" >>"$DETAIL"
   line=$(grep '^SCALEOUT ' "$WORK/wrk-$name.out" || true)
   if [ -z "$line" ]; then
-    REQ=0 NON2XX=0 ERRS=-1 ERRTXT="wrk printed no counts"
+    REQ=0 NON2XX=0 ERRS=-1 ERRTXT="wrk printed no counts" LAT_MAX="?"
     return
   fi
   local kv
   for kv in ${line#SCALEOUT }; do printf -v "W_${kv%%=*}" '%s' "${kv#*=}"; done
   REQ=$W_requests NON2XX=$W_non2xx
+  LAT_MAX=$(awk '$1 == "Latency" { print $4 }' "$WORK/wrk-$name.out")
   ERRS=$(( W_connect + W_read + W_write + W_timeout ))
   ERRTXT="connect $W_connect, read $W_read, write $W_write, timeout $W_timeout"
 }
@@ -440,19 +446,9 @@ upgrade_run() {
   t0=$(now_ms)
   kill -USR2 "$old"
   # The successor writes the same ready file with its own PID.
-  new=""
-  local deadline=$(( $(date +%s) + 15 ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    new=$(sed -n 's/^pid //p' "$WORK/u.ready" 2>/dev/null | head -n1)
-    [ -n "$new" ] && [ "$new" != "$old" ] && break
-    sleep 0.02
-  done
+  new=$(ready_pid u "$old" 15) || { ok=0; new=none; }
   up_ms=$(( $(now_ms) - t0 ))
-  if [ -z "$new" ] || [ "$new" = "$old" ]; then
-    ok=0; new="none"
-  else
-    PIDS+=("$new")
-  fi
+  [ "$new" = none ] || PIDS+=("$new")
   wait_exit "$old" 20 || ok=0
   local gone_ms=$(( $(now_ms) - t0 ))
   # The successor runs the file now at the path (the old process ran the inode that
@@ -469,7 +465,7 @@ upgrade_run() {
   local serving=0
   curl -sf --max-time 2 "http://127.0.0.1:$port/" >/dev/null && serving=1
   local msg
-  msg="c SIGUSR2 upgrade under load, $mode (wrk ${PAIR_DUR}s): $(counts); pid $old -> $new (new ready after ${up_ms} ms, old gone after ${gone_ms} ms), new pid runs the replaced file: $exe_new, serving afterwards: $serving"
+  msg="c SIGUSR2 upgrade under load, $mode (wrk ${PAIR_DUR}s): $(counts), latency max $LAT_MAX; pid $old -> $new (new ready after ${up_ms} ms, old gone after ${gone_ms} ms), new pid runs the replaced file: $exe_new, serving afterwards: $serving"
   note "$msg"
   if [ "$ok" = 1 ] && [ "$serving" = 1 ] && [ "$REQ" -gt 0 ] && [ "$NON2XX" = 0 ] && [ "$ERRS" = 0 ]; then
     result PASS "$msg"
@@ -479,6 +475,64 @@ upgrade_run() {
   fi
   if [ "$new" != none ]; then kill -TERM "$new" 2>/dev/null || true; wait_exit "$new" 20 || true; fi
   if alive "$old"; then kill -TERM "$old"; wait_exit "$old" 20 || true; fi
+}
+
+# ---- scenario e: restart with the socket held (socket activation) -----------------
+
+scenario_e() {
+  restart_run keepalive
+  restart_run close
+}
+
+# restart_run keepalive|close: bench/scaleout-holder.py holds the port as a systemd
+# socket unit does and starts spindle again whenever it exits; SIGTERM to spindle
+# under load is then `systemctl restart spindle` of a socket-activated service.
+restart_run() {
+  local mode=$1 close="" port old new
+  [ "$mode" = close ] && close=1
+  port=$(free_port)
+  write_config "$WORK/s.toml" "$port" 1s
+  python3 "$BENCH/scaleout-holder.py" "$port" http \
+    "$BIN" --config "$WORK/s.toml" --ready-file "$WORK/s.ready" >>"$WORK/s.log" 2>&1 &
+  local holder=$!
+  PIDS+=("$holder")
+  old=$(ready_pid s "" 15) || { result FAIL "e restart with the socket held, $mode: setup failed"; return; }
+  PIDS+=("$old")
+  note "" "## e: restart with the socket held (as a systemd .socket unit), $mode: kill -TERM SPINDLEPID, started again by the holder"
+  wrk_start "restart-$mode" "http://127.0.0.1:$port/" "$PAIR_DUR" "$close"
+  at 3
+  local t0 ok=1 up_ms
+  t0=$(now_ms)
+  kill -TERM "$old"
+  new=$(ready_pid s "$old" 20) || { ok=0; new=none; }
+  up_ms=$(( $(now_ms) - t0 ))
+  [ "$new" = none ] || PIDS+=("$new")
+  local finished_in=$(( $(date +%s) - WRK_T0 ))
+  [ "$finished_in" -lt "$PAIR_DUR" ] || ok=0
+  wrk_finish "restart-$mode"
+  local msg
+  msg="e restart with the socket held (systemctl restart + .socket), $mode (wrk ${PAIR_DUR}s): $(counts), latency max $LAT_MAX; pid $old -> $new (new ready ${up_ms} ms after the SIGTERM, drain_delay 1s)"
+  note "$msg"
+  if [ "$ok" = 1 ] && [ "$REQ" -gt 0 ] && [ "$NON2XX" = 0 ] && [ "$ERRS" = 0 ]; then
+    result PASS "$msg"
+  else
+    result FAIL "$msg"
+    tail -5 "$WORK/s.log" >&2
+  fi
+  kill -TERM "$holder" 2>/dev/null || true
+  wait_exit "$holder" 20 || true
+}
+
+# ready_pid NAME NOT SECONDS: prints the PID in NAME's ready file once it is there
+# and is not NOT (for a process this shell did not start).
+ready_pid() {
+  local deadline=$(( $(date +%s) + $3 )) pid
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    pid=$(sed -n 's/^pid //p' "$WORK/$1.ready" 2>/dev/null | head -n1)
+    if [ -n "$pid" ] && [ "$pid" != "$2" ]; then echo "$pid"; return 0; fi
+    sleep 0.02
+  done
+  log "$1: no new ready file within $3 s"; return 1
 }
 
 # ---- scenario d: PROXY through HAProxy ---------------------------------------------
@@ -551,6 +605,7 @@ for s in ${SCENARIOS//,/ }; do
     b) scenario_b ;;
     c) scenario_c ;;
     d) scenario_d ;;
+    e) scenario_e ;;
     *) echo "$0: unknown scenario $s" >&2; exit 2 ;;
   esac
 done
