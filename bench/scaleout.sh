@@ -311,8 +311,9 @@ scenario_a() {
   note "" "## a: rolling restart through HAProxy ($send, drain_delay $DRAIN_DELAY)"
   wrk_start a "http://127.0.0.1:$FRONT/" "$DUR"
   local ok=1 name t0 down_ms up_ms timeline=""
-  at 1
+  # Load before, between and after the two restarts (each takes about 3 s).
   for name in a b; do
+    if [ "$name" = a ]; then at 2; else at $(( DUR / 2 )); fi
     t0=$(now_ms)
     kill -TERM "$(eval echo "\$PID_$name")"
     # Informational: when HAProxy took it out (must be before drain_delay ends).
@@ -395,6 +396,7 @@ scenario_b() {
     if printf '%s' "$out" | grep -q '^ok '; then
       result PASS "b reuse_port pair, $mode, unshare -n + tcp_migrate_req=1: ${out#ok }"
     else
+      out=${out#bad }
       result FAIL "b reuse_port pair, $mode, unshare -n + tcp_migrate_req=1: ${out:-inner run printed nothing}"
     fi
   done
