@@ -308,7 +308,9 @@ impl Acceptor {
     /// A new connection waits parked for its first bytes; while every worker is stuck
     /// and the run queue is full, it is shed at once instead.
     fn park_new(&mut self, mut conn: Conn) {
-        service::opened(&mut conn, &self.shared, Instant::now());
+        if !service::opened(&mut conn, &self.shared, Instant::now()) {
+            return; // dropped: closed unanswered
+        }
         if self.saturated && self.shared.lot.queue_len() >= self.shared.config().pool.queue_capacity {
             self.shed(conn);
         } else {

@@ -30,6 +30,9 @@ use crate::listener::ListenerCtx;
 /// What a parked connection is waiting for, and so what its deadline means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
+    /// A connection on a `proxy_protocol` listener waiting for (the rest of) its PROXY
+    /// header; deadline: `header_timeout` (close, unanswered).
+    Proxy,
     /// Echo session waiting for bytes; deadline: `echo_idle_timeout` (close).
     Echo,
     /// Echo session with output the client has not taken yet; waits for writability.
@@ -152,7 +155,7 @@ impl Conn {
     pub fn is_idle(&self) -> bool {
         match self.phase {
             Phase::Echo => self.output.is_empty(),
-            Phase::HttpHead => self.input.is_empty(),
+            Phase::HttpHead | Phase::Proxy => self.input.is_empty(),
             _ => false,
         }
     }

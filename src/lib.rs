@@ -18,8 +18,6 @@ pub mod http;
 mod listener;
 mod lot;
 mod metrics;
-// Not called by the engine yet (issue 11 wires it in); the tests use it.
-#[allow(dead_code)]
 mod net;
 mod pool;
 mod proxy;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 
-use crate::config::{ListenerConfig, Protocol};
+use crate::config::{ListenerConfig, Network, Protocol, ProxyProtocol};
 use crate::http::Router;
 
 /// What every connection accepted on a listener needs to know about it.
@@ -25,6 +25,11 @@ pub struct ListenerCtx {
     pub protocol: Protocol,
     /// The mounted apps (HTTP listeners; empty for echo).
     pub router: Arc<Router>,
+    /// PROXY protocol: the versions accepted and the networks trusted to send a
+    /// header; `None` when connections start with the protocol itself.
+    pub proxy: Option<(crate::proxy::Versions, Vec<Network>)>,
+    /// Peers whose forwarding headers are believed (HTTP).
+    pub forwarded_trusted: Vec<Network>,
 }
 
 /// A listener that could not be opened: names the listener and the address.
@@ -67,4 +72,16 @@ pub fn bind(cfg: &ListenerConfig) -> Result<TcpListener, BindError> {
     socket.listen(cfg.backlog).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     Ok(socket.into())
+}
+
+/// What a listener's `proxy_protocol` asks the PROXY parser to accept.
+pub fn proxy_versions(cfg: &ListenerConfig) -> Option<(crate::proxy::Versions, Vec<Network>)> {
+    use crate::proxy::Versions;
+    let versions = match cfg.proxy_protocol {
+        ProxyProtocol::Off => return None,
+        ProxyProtocol::V1 => Versions::V1,
+        ProxyProtocol::V2 => Versions::V2,
+        ProxyProtocol::Any => Versions::Any,
+    };
+    Some((versions, cfg.proxy_trusted.clone()))
 }

@@ -459,6 +459,8 @@ mod tests {
             addr: listener.local_addr().unwrap(),
             protocol: Protocol::Echo,
             router: Arc::default(),
+            proxy: None,
+            forwarded_trusted: Vec::new(),
         });
         let registry = Arc::new(Registry::new(Arc::clone(&waker)));
         Rig { _poll: poll, lot: Lot::new(waker).unwrap(), registry, listener, ctx }

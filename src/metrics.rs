@@ -59,6 +59,9 @@ pub struct Metrics {
     pub shed: Counter,
     /// Queued work dropped unrun because its client hung up while it waited.
     pub dropped: Counter,
+    /// Connections closed unanswered on a `proxy_protocol` listener: from outside
+    /// `proxy_trusted`, with an invalid PROXY header, or none within `header_timeout`.
+    pub proxy_rejected: Counter,
     /// Failed accepts other than the transient ones (EMFILE, ENFILE, ENOBUFS).
     pub accept_errors: Counter,
     /// Bytes echoed.
@@ -107,6 +110,12 @@ impl Metrics {
             "counter",
             "Accepts that failed for lack of resources (EMFILE, ENFILE, ENOBUFS); accepting pauses 100 ms after each.",
             self.accept_errors.get(),
+        );
+        one(
+            "spindle_proxy_rejected_total",
+            "counter",
+            "Connections closed unanswered on a proxy_protocol listener: untrusted source, invalid PROXY header, or none in time.",
+            self.proxy_rejected.get(),
         );
         one("spindle_echo_bytes_total", "counter", "Bytes echoed.", self.echo_bytes.get());
         one("spindle_http_request_bytes_total", "counter", "HTTP request bytes read.", self.bytes_in.get());

@@ -21,14 +21,14 @@ use std::str::FromStr;
 
 /// An IP network: an address and a prefix length, host bits all zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Network {
+pub struct Network {
     addr: IpAddr,
     prefix: u8,
 }
 
 /// Why a network string was refused; the text quotes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum NetworkError {
+pub enum NetworkError {
     /// The part before `/` is not an IPv4 or IPv6 address.
     Address(String),
     /// The part after `/` is not a decimal prefix length within the family's width.
@@ -64,7 +64,7 @@ impl Network {
 
     /// Whether `ip` is in this network. IPv4-mapped IPv6 addresses count as the IPv4
     /// address they carry; an IPv6 network sees IPv4 addresses in their mapped form.
-    pub(crate) fn contains(&self, ip: &IpAddr) -> bool {
+    pub fn contains(&self, ip: &IpAddr) -> bool {
         // `to_ipv4_mapped`, not `to_ipv4`: the latter also turns the deprecated
         // IPv4-compatible form into IPv4, so `::1` would match `0.0.0.0/8`.
         let ip = match ip {

@@ -207,6 +207,8 @@ impl ServerBuilder {
                 addr,
                 protocol: cfg.protocol,
                 router: Arc::new(router),
+                proxy: listener::proxy_versions(cfg),
+                forwarded_trusted: cfg.forwarded_trusted.clone(),
             });
             listeners.push((mio::net::TcpListener::from_std(std_listener), ctx));
         }

@@ -3,18 +3,37 @@
 //! work that waited on the run queue is still worth doing. The acceptor, the lot and
 //! the server call these and never match on the protocol themselves.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::config::Protocol;
 use crate::conn::{Conn, Next, Phase};
 use crate::http::response::canned;
 use crate::shared::Shared;
-use crate::{echo, http};
+use crate::{echo, http, net, proxy};
 
 /// Sets up a freshly accepted connection to wait (parked) for its first bytes: no
-/// thread is spent on a client that connects and says nothing.
-pub(crate) fn opened(conn: &mut Conn, shared: &Shared, now: Instant) {
+/// thread is spent on a client that connects and says nothing. On a `proxy_protocol`
+/// listener it waits for the PROXY header first, and a connection from outside
+/// `proxy_trusted` is refused here (`false`: close it, unanswered, as the PROXY spec
+/// says a receiver must).
+pub(crate) fn opened(conn: &mut Conn, shared: &Shared, now: Instant) -> bool {
+    let Some((_, trusted)) = &conn.listener.proxy else {
+        start(conn, shared, now);
+        return true;
+    };
+    if !net::any_contains(trusted, &conn.peer.ip()) {
+        shared.metrics.proxy_rejected.inc();
+        tracing::debug!(conn = conn.id, peer = %conn.peer, "not a proxy_trusted address; closed unanswered");
+        return false;
+    }
+    conn.phase = Phase::Proxy;
+    conn.deadline = Some(now + shared.limits().header_timeout);
+    true
+}
+
+/// The protocol's own start, once the connection (and its PROXY header) is here.
+fn start(conn: &mut Conn, shared: &Shared, now: Instant) {
     let limits = shared.limits();
     match conn.listener.protocol {
         Protocol::Echo => {
@@ -38,6 +57,9 @@ pub(crate) fn turn(conn: Conn, shared: &Shared) -> Next {
     if conn.phase == Phase::Closing {
         return conn.linger();
     }
+    if conn.phase == Phase::Proxy {
+        return proxy_header(conn, shared);
+    }
     match conn.listener.protocol {
         Protocol::Echo => echo::turn(conn, shared),
         Protocol::Http => http::conn::turn(conn, shared),
@@ -50,6 +72,7 @@ pub(crate) fn sheddable(conn: &Conn) -> bool {
     match conn.phase {
         Phase::Echo => conn.output.is_empty(),
         Phase::HttpHead => conn.incoming.is_none(),
+        Phase::Proxy => conn.input.is_empty(),
         _ => false,
     }
 }
@@ -71,6 +94,11 @@ pub(crate) fn shed(conn: Conn, shared: &Shared) -> Next {
 
 /// A parked connection's deadline passed (see `Phase`).
 pub(crate) fn expired(conn: Conn, shared: &Shared) -> Next {
+    if conn.phase == Phase::Proxy {
+        shared.metrics.proxy_rejected.inc();
+        tracing::debug!(conn = conn.id, peer = %conn.peer, "no PROXY header within header_timeout; closed unanswered");
+        return Next::Done;
+    }
     let partial_head = conn.phase == Phase::HttpHead && (!conn.input.is_empty() || conn.incoming.is_some());
     if partial_head || conn.phase == Phase::HttpBody {
         // Part of a request came, the rest did not: RFC 9110 §15.5.9.
@@ -100,4 +128,45 @@ pub(crate) fn admit(conn: Conn, since: Instant, shared: &Shared) -> Result<Conn,
         return Err(Next::Done);
     }
     Ok(conn)
+}
+
+/// Reads (more of) a PROXY header. Complete: the header's source becomes the peer
+/// (its destination the local address; a `LOCAL` header keeps the socket's own), the
+/// bytes after it are the protocol's first, and the protocol's turn follows at once.
+/// Invalid: closed unanswered. Partial: parked again, with the same deadline.
+fn proxy_header(mut conn: Conn, shared: &Shared) -> Next {
+    let Some((versions, _)) = conn.listener.proxy.clone() else { return Next::Done };
+    let mut buf = [0u8; proxy::MAX_HEADER];
+    loop {
+        match proxy::parse(&conn.input, versions) {
+            Ok(proxy::Parsed::Complete { consumed, header }) => {
+                if let proxy::Header::Proxied { source, destination } = header {
+                    conn.peer = source;
+                    conn.local = destination;
+                }
+                conn.input.drain(..consumed);
+                start(&mut conn, shared, Instant::now());
+                if conn.listener.protocol == Protocol::Echo {
+                    // Echo bytes that came with the header are echoed first.
+                    conn.output = std::mem::take(&mut conn.input);
+                }
+                return turn(conn, shared);
+            }
+            Ok(proxy::Parsed::Incomplete) => {}
+            Err(e) => {
+                shared.metrics.proxy_rejected.inc();
+                tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "invalid PROXY header; closed unanswered");
+                return Next::Done;
+            }
+        }
+        // Never past the header's longest form: what follows it is the protocol's.
+        let room = proxy::MAX_HEADER.saturating_sub(conn.input.len()).max(1);
+        match (&*conn.stream).read(&mut buf[..room]) {
+            Ok(0) => return Next::Done,
+            Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Next::Park(conn),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Next::Done,
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //! through [`key!`]. (The idea is waitress's `adjustments.py` table and ripgrep's one
 //! `Flag` impl per flag.) Pure code, run on whichever thread loads a config.
 
+use crate::net::Network;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::Duration;
@@ -32,6 +33,7 @@ pub(super) enum Val {
     Bool(bool),
     Addr(SocketAddr),
     Apps(Vec<(String, String)>),
+    Networks(Vec<Network>),
 }
 
 /// A struct field a [`Val`] is stored in. The [`Kind`] a key declares has already
@@ -136,6 +138,17 @@ impl Slot for Vec<(String, String)> {
     }
 }
 
+impl Slot for Vec<Network> {
+    fn get(&self) -> Val {
+        Val::Networks(self.clone())
+    }
+    fn set(&mut self, v: Val) {
+        if let Val::Networks(n) = v {
+            *self = n;
+        }
+    }
+}
+
 /// A config enum spelled as one of a few strings: declares the spellings once, and
 /// from them `as_str`, `Display` and the [`Slot`] (`Kind::Choice(T::NAMES)`).
 macro_rules! named {
@@ -200,6 +213,8 @@ pub(super) enum Kind {
     Text(fn(&str) -> Result<(), String>),
     /// An `ip:port`.
     Addr,
+    /// A list of IP networks (`["10.0.0.0/8", "::1"]`).
+    Networks,
     /// A sub-table, read by the function (the `[listener.apps]` table); written by
     /// its owner, not by [`write_keys`].
     Table(fn(&Ctx, &str, &DeTable) -> Result<Val, Error>),
@@ -335,6 +350,29 @@ impl Kind {
                 })
             }
             (Kind::Choice(_) | Kind::Text(_) | Kind::Addr, _) => Err(invalid_type("a string")),
+            (Kind::Networks, DeValue::Array(items)) => {
+                let mut nets = Vec::new();
+                for item in items.iter() {
+                    match item.get_ref() {
+                        DeValue::String(s) => match s.trim().parse::<Network>() {
+                            Ok(n) => nets.push(n),
+                            Err(e) => return Err(ctx.bad(item.span(), key, format_args!("{e}"))),
+                        },
+                        other => {
+                            return Err(ctx.err(
+                                Some(item.span()),
+                                key,
+                                format!(
+                                    "{key}: invalid type: {}, expected a network string such as \"10.0.0.0/8\"",
+                                    describe(other)
+                                ),
+                            ))
+                        }
+                    }
+                }
+                Ok(Val::Networks(nets))
+            }
+            (Kind::Networks, _) => Err(invalid_type("an array of networks such as [\"127.0.0.1/32\"]")),
             (Kind::Table(read), DeValue::Table(table)) => read(ctx, key, table),
             (Kind::Table(_), _) => Err(invalid_type("a table")),
         }
@@ -354,6 +392,9 @@ impl Kind {
             (_, Val::Text(s)) => quote(s),
             (_, Val::Bool(b)) => b.to_string(),
             (_, Val::Addr(a)) => quote(&a.to_string()),
+            (_, Val::Networks(n)) => {
+                format!("[{}]", n.iter().map(|n| quote(&n.to_string())).collect::<Vec<_>>().join(", "))
+            }
         })
     }
 }

@@ -13,6 +13,8 @@
 
 use std::net::SocketAddr;
 
+use crate::net::Network;
+
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
@@ -48,6 +50,15 @@ pub struct ListenerConfig {
     pub backlog: i32,
     /// Whether to set `SO_REUSEPORT`.
     pub reuse_port: bool,
+    /// Whether each connection starts with a PROXY protocol header (HAProxy's), and
+    /// which versions are accepted.
+    pub proxy_protocol: ProxyProtocol,
+    /// Networks a PROXY header is accepted from; a connection from elsewhere is
+    /// closed unanswered. Required when `proxy_protocol` is on.
+    pub proxy_trusted: Vec<Network>,
+    /// Networks whose `Forwarded` / `X-Forwarded-For` / `X-Forwarded-Proto` headers
+    /// are believed (HTTP); from anyone else they are passed on untouched.
+    pub forwarded_trusted: Vec<Network>,
     /// `(path prefix, built-in app name)` pairs in file order; HTTP only.
     /// Every prefix starts with `/`; every name is in [`BUILTIN_APPS`].
     pub apps: Vec<(String, String)>,
@@ -68,6 +79,21 @@ pub enum Protocol {
 
 named!(Protocol { Echo => "echo", Http => "http" });
 
+/// Listener `proxy_protocol`: whether connections start with a PROXY header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    /// No header (`"off"`).
+    Off,
+    /// Version 1, text (`"v1"`).
+    V1,
+    /// Version 2, binary (`"v2"`).
+    V2,
+    /// Either (`"any"`).
+    Any,
+}
+
+named!(ProxyProtocol { Off => "off", V1 => "v1", V2 => "v2", Any => "any" });
+
 /// Every key of a `[[listener]]` table, in the order `to_toml` writes them.
 pub(super) const KEYS: &[Key<ListenerConfig>] = &[
     key!(ListenerConfig, name: Kind::Text(non_empty), required),
@@ -75,6 +101,9 @@ pub(super) const KEYS: &[Key<ListenerConfig>] = &[
     key!(ListenerConfig, protocol: Kind::Choice(Protocol::NAMES), required),
     key!(ListenerConfig, backlog: count_in(1, 65535)),
     key!(ListenerConfig, reuse_port: Kind::Bool),
+    key!(ListenerConfig, proxy_protocol: Kind::Choice(ProxyProtocol::NAMES)),
+    key!(ListenerConfig, proxy_trusted: Kind::Networks),
+    key!(ListenerConfig, forwarded_trusted: Kind::Networks),
     key!(ListenerConfig, apps: Kind::Table(read_apps)),
 ];
 
@@ -88,6 +117,9 @@ impl ListenerConfig {
             protocol: Protocol::Echo,
             backlog: 1024,
             reuse_port: false,
+            proxy_protocol: ProxyProtocol::Off,
+            proxy_trusted: Vec::new(),
+            forwarded_trusted: Vec::new(),
             apps: Vec::new(),
             default_apps: false,
         }
@@ -205,6 +237,25 @@ pub(super) fn read_listeners(ctx: &Ctx, value: Option<&Spanned<DeValue>>) -> Res
             _ => {}
         }
 
+        // A PROXY header says who the client is; believing it from anyone would let
+        // any client choose its own address (the spec's own rule).
+        if l.proxy_protocol != ProxyProtocol::Off && l.proxy_trusted.is_empty() {
+            return Err(ctx.bad(
+                span("proxy_protocol"),
+                &format!("{path}.proxy_protocol"),
+                format_args!(
+                    "(\"{}\") needs proxy_trusted: the networks the proxies connect from, e.g. [\"127.0.0.1/32\"]",
+                    l.proxy_protocol
+                ),
+            ));
+        }
+        if !l.forwarded_trusted.is_empty() && l.protocol != Protocol::Http {
+            return Err(ctx.bad(
+                span("forwarded_trusted"),
+                &format!("{path}.forwarded_trusted"),
+                "is only allowed on a listener with protocol = \"http\" (echo has no headers)",
+            ));
+        }
         if let Some(j) = out.iter().position(|o| o.name == l.name) {
             return Err(ctx.bad(
                 span("name"),

@@ -36,8 +36,9 @@ mod log_level;
 mod sections;
 mod units;
 
+pub use crate::net::{Network, NetworkError};
 use keys::{in_file_order, unknown, write_keys, Section};
-pub use listener::{ListenerConfig, Protocol, BUILTIN_APPS, DEFAULT_APPS};
+pub use listener::{ListenerConfig, Protocol, ProxyProtocol, BUILTIN_APPS, DEFAULT_APPS};
 use locate::Ctx;
 pub use sections::{default_min_threads, Limits, LogConfig, LogFormat, PoolConfig, ServerConfig};
 pub use units::fmt_duration;
@@ -235,6 +236,9 @@ mod tests {
                 protocol: Protocol::Echo,
                 backlog: 1024,
                 reuse_port: false,
+                proxy_protocol: ProxyProtocol::Off,
+                proxy_trusted: vec![],
+                forwarded_trusted: vec![],
                 apps: vec![],
                 default_apps: false,
             }
@@ -416,10 +420,13 @@ bind = "[::1]:7007"
 protocol = "echo"
 backlog = 1
 reuse_port = true
+proxy_protocol = "v2"
+proxy_trusted = ["10.0.0.0/8", "::1"]
 [[listener]]
 name = "h"
 bind = "0.0.0.0:8080"
 protocol = "http"
+forwarded_trusted = ["127.0.0.1/32"]
 [listener.apps]
 "/z" = "status"
 "/" = "hello"

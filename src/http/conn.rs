@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use crate::config::Limits;
 use crate::conn::{write_now, Conn, Next, Phase};
+use crate::http::forwarded;
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
 use crate::http::response::{self, Encoded, Framing};
@@ -335,6 +336,14 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
     };
     let listener = std::sync::Arc::clone(&conn.listener);
     let (method, path, version) = (head.method.clone(), head.path.clone(), head.version);
+    // The client behind a trusted proxy, from its forwarding headers; anyone else's
+    // such headers reach the app untouched and are not believed.
+    let (peer, scheme) = if listener.forwarded_trusted.is_empty() {
+        (conn.peer, None)
+    } else {
+        let client = forwarded::resolve(conn.peer, &listener.forwarded_trusted, &head.headers);
+        (client.addr, client.scheme)
+    };
     let head_only = head.method == "HEAD";
     let wants_keep_alive = head.keep_alive && conn.requests < ctx.limits.max_requests_per_connection;
     let options_star = head.method == "OPTIONS" && head.target == "*";
@@ -347,7 +356,8 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
             Some((script_name, app)) => {
                 let req = Request {
                     head,
-                    peer: conn.peer,
+                    peer,
+                    scheme: scheme.map_or("http", |s| s.as_str()),
                     local: conn.local,
                     listener: &listener.name,
                     script_name,
@@ -412,7 +422,7 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
     tracing::info!(
         target: "spindle::access",
         request = id,
-        peer = %conn.peer,
+        peer = %peer,
         method = %method,
         path = %path,
         status,

@@ -22,8 +22,6 @@
 pub(crate) mod apps;
 pub(crate) mod body;
 pub(crate) mod conn;
-// Not called by the engine yet (issue 11 wires it in); the tests use it.
-#[allow(dead_code)]
 pub(crate) mod forwarded;
 pub(crate) mod parse;
 pub(crate) mod receive;
@@ -59,6 +57,7 @@ pub trait App: Send + Sync + 'static {
 pub struct Request<'a> {
     pub(crate) head: parse::Head,
     pub(crate) peer: SocketAddr,
+    pub(crate) scheme: &'static str,
     pub(crate) local: SocketAddr,
     pub(crate) listener: &'a str,
     pub(crate) script_name: &'a str,
@@ -113,9 +112,16 @@ impl<'a> Request<'a> {
     pub fn headers_all<'b>(&'b self, name: &'b str) -> impl Iterator<Item = &'b str> + 'b {
         self.head.headers_all(name)
     }
-    /// The client's address.
+    /// The client's address: the socket's peer, or the client a PROXY header (on a
+    /// `proxy_protocol` listener) or a trusted proxy's forwarding headers (from
+    /// `forwarded_trusted`) named.
     pub fn peer(&self) -> SocketAddr {
         self.peer
+    }
+    /// `"http"`, or `"https"` when a trusted proxy said the client used it
+    /// (`Forwarded: proto=` or `X-Forwarded-Proto`): `wsgi.url_scheme`.
+    pub fn scheme(&self) -> &str {
+        self.scheme
     }
     /// The local address the client connected to.
     pub fn local(&self) -> SocketAddr {
@@ -177,6 +183,7 @@ impl<'a> Request<'a> {
             ),
             ("REMOTE_ADDR".to_string(), self.peer.ip().to_string()),
             ("REMOTE_PORT".to_string(), self.peer.port().to_string()),
+            ("wsgi.url_scheme".to_string(), self.scheme.to_string()),
         ];
         for (name, value) in &self.head.headers {
             let key = name.to_ascii_uppercase().replace('-', "_");
