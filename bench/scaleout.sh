@@ -562,17 +562,28 @@ scenario_d() {
       result FAIL "d PROXY $version ($send): setup failed (did HAProxy's checks pass?)"
       continue
     fi
-    # Two requests: round robin, so both instances answer one.
+    # Two requests: round robin, so both instances answer one. Each carries a
+    # spoofed X-Forwarded-For, which must not be believed (no forwarded_trusted).
     addr=""
     for _ in 1 2; do
-      addr+="$(curl -s --max-time 2 --interface 127.0.0.2 "http://127.0.0.1:$FRONT/environ" |
-        sed -n 's/^REMOTE_ADDR=//p' | tr -d '\r') "
+      addr+="$(curl -s --max-time 2 --interface 127.0.0.2 -H 'X-Forwarded-For: 203.0.113.66' \
+        "http://127.0.0.1:$FRONT/environ" | sed -n 's/^REMOTE_ADDR=//p' | tr -d '\r') "
     done
-    # Straight to spindle, no header: closed without a response (curl: empty reply).
-    reject=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_A/" || true)
-    note "" "## d: PROXY $version: curl --interface 127.0.0.2 http://127.0.0.1:FRONT/environ -> REMOTE_ADDR $addr; direct without header -> HTTP code '$reject'"
-    local msg="d PROXY $version (HAProxy $send): REMOTE_ADDR via HAProxy = ${addr% }; direct without header: HTTP $reject"
-    if [ "${addr% }" = "127.0.0.2 127.0.0.2" ] && [ "$reject" = 000 ]; then
+    # Straight to spindle: from a trusted address without the header, and from an
+    # untrusted one (127.0.0.2 is not in proxy_trusted). Both must be closed at once
+    # without a response: curl's exit 52 (empty reply) or 56 (reset), not 28 (timed
+    # out waiting, as it would be if spindle waited for header_timeout).
+    reject=""
+    local src rc
+    for src in 127.0.0.1 127.0.0.2; do
+      rc=0
+      curl -s --max-time 2 --interface "$src" -o /dev/null "http://127.0.0.1:$PORT_A/" || rc=$?
+      reject+="$rc "
+    done
+    reject=${reject% }
+    note "" "## d: PROXY $version: curl --interface 127.0.0.2 -H 'X-Forwarded-For: 203.0.113.66' http://127.0.0.1:FRONT/environ -> REMOTE_ADDR $addr; straight to spindle without a header from 127.0.0.1 and 127.0.0.2 -> curl exit $reject"
+    local msg="d PROXY $version (HAProxy $send): REMOTE_ADDR via HAProxy (spoofed X-Forwarded-For sent) = ${addr% }; straight to spindle without a header, from 127.0.0.1 / 127.0.0.2 (untrusted): curl exit $reject (52 = closed unanswered)"
+    if [ "${addr% }" = "127.0.0.2 127.0.0.2" ] && [[ "$reject" =~ ^(52|56)\ (52|56)$ ]]; then
       result PASS "$msg"
     else
       result FAIL "$msg (want 127.0.0.2 twice and 000, no response)"
