@@ -12,10 +12,14 @@
 #   5. PID 1: the debug binary as PID 1 of a new PID namespace (unshare) stops
 #      with exit 0 on SIGTERM: the kernel drops signals to a namespace's PID 1
 #      that has no handler, so this proves the handler without containers
-#   6. the image: a static binary, `podman build --target runtime-local`, run in
-#      a network namespace of our own (so it binds 0.0.0.0 without touching the
-#      host's interfaces or clashing with a spindle already on 8080/7007),
-#      curl + nc, uid 65534, PID 1, healthcheck, `podman stop` -> exit 0.
+#   6. the image: a static, stripped binary, `podman build --target runtime-local`,
+#      no bigger than 8 MiB, run in a network namespace of our own (so it binds
+#      0.0.0.0 without touching the host's interfaces or clashing with a spindle
+#      already on 8080/7007), curl + nc, uid 65534, PID 1, healthcheck,
+#      `podman stop` -> exit 0.
+#   7. README.md's podman steps, as written, in another network namespace (so
+#      their -p 127.0.0.1:8080:8080 publishes on that namespace's loopback), each
+#      line's "# comment" being the output it must print.
 #      If podman cannot run here, a loud SKIPPED line says why.
 #
 # Every client call has a timeout and every wait is bounded, so a hang fails.
@@ -39,6 +43,8 @@ work=$(mktemp -d)
 tag="localhost/spindle:packaging-$$"
 ctr="spindle-packaging-$$"
 netns="spindle-packaging-$$"
+readme_netns="spindle-readme-$$"
+readme_made= # the README's container and image are named "spindle": ours to remove only if we made them
 upid=
 cleanup() {
   if [ -n "$upid" ] && kill -0 "$upid" 2>/dev/null; then
@@ -48,8 +54,13 @@ cleanup() {
   if command -v podman >/dev/null 2>&1; then
     podman rm -f -t 0 "$ctr" >/dev/null 2>&1 || true
     podman rmi -f "$tag" >/dev/null 2>&1 || true
+    if [ -n "$readme_made" ]; then
+      podman rm -f -t 0 spindle >/dev/null 2>&1 || true
+      podman rmi -f localhost/spindle:latest >/dev/null 2>&1 || true
+    fi
   fi
   ip netns del "$netns" 2>/dev/null || true
+  ip netns del "$readme_netns" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -73,7 +84,7 @@ fi
 echo "== systemd units"
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || true
 debug_bin=target/debug/spindle
-[ -x "$debug_bin" ] || cargo build --quiet
+cargo build --quiet # a no-op when fresh; never test a stale binary
 units=(spindle.service spindle-echo.socket spindle-http.socket)
 
 # A root with the system units (sysinit.target, sockets.target...), kill, and our
@@ -192,7 +203,7 @@ EOF
   check "socket activation: the fd named echo echoes (port $eport)" \
     sh -c "printf hi | nc -N -w 5 127.0.0.1 $eport | grep -qx hi"
   check "socket activation: spindle logged adopting the sockets" \
-    grep -q 'socket-activated' "$work/sa.log"
+    grep -q 'adopting the listening sockets' "$work/sa.log"
   kill -TERM "$upid" 2>/dev/null || true # exec'd: $upid is spindle now
   status=0
   for _ in $(seq 100); do kill -0 "$upid" 2>/dev/null || break; sleep 0.1; done
@@ -270,21 +281,30 @@ if [ -z "$why" ] && ! ip netns add "$netns" 2>"$work/netns"; then
 fi
 
 static_bin=target/x86_64-unknown-linux-gnu/release/spindle
+# Exactly the README's build command (so its step below finds the build done):
+# static, and without the debug info Cargo.toml's release profile keeps (debug = 1),
+# which would make a 26 MB image of a 4 MB one.
+static_env=(RUSTFLAGS="-C target-feature=+crt-static" CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_RELEASE_STRIP=symbols)
+# The image's bound: today 3.9 MB (the stripped binary, 3.9 MB, plus a config
+# file). Twice that leaves room to grow, while an unstripped binary (26 MB) or a
+# base image with a libc or a shell (Debian slim: 75 MB) fails.
+max_image_bytes=$((8 * 1024 * 1024))
 # runc's default RLIMIT_NOFILE (1048576) is above this machine's hard limit, and
 # an unprivileged sandbox cannot raise it: pin the limits to what the host allows.
 run_opts=(--runtime runc --ulimit nofile=1024:1024 --ulimit nproc=4096:4096)
 if [ -z "$why" ]; then
   ip -n "$netns" link set lo up
   echo "building the static binary ($static_bin)"
-  RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --quiet --release --target x86_64-unknown-linux-gnu
+  env "${static_env[@]}" cargo build --quiet --release --target x86_64-unknown-linux-gnu
   # No PT_INTERP: nothing to load from an image that has no /lib.
   check "$static_bin is static (no program interpreter)" \
     sh -c "! readelf -l '$static_bin' | grep -q 'program interpreter'"
+  check "$static_bin is stripped (no .debug_* or .symtab section)" \
+    sh -c "! readelf -S '$static_bin' | grep -E '\.debug_|\.symtab' >/dev/null"
   if podman build --quiet --format docker --target runtime-local -t "$tag" . >"$work/build" 2>&1; then
     pass "podman build --target runtime-local"
     size=$(podman image inspect -f '{{.Size}}' "$tag")
-    echo "image $tag: $size bytes ($((size / 1024 / 1024)) MiB)"
+    check "image $tag: $size bytes, at most $max_image_bytes (8 MiB)" test "$size" -le "$max_image_bytes"
     # Can this machine start a container at all? Asked with our own image, in
     # a way that does not depend on the daemon: --version.
     if ! podman run --rm "${run_opts[@]}" --network none "$tag" --version >"$work/probe" 2>&1; then
@@ -339,11 +359,62 @@ else
   code=$(podman inspect -f '{{.State.ExitCode}}' "$ctr")
   check "podman stop (SIGTERM) -> exit status 0 (was $code)" test "$code" = 0
   check "the last log line is the drained stop" \
-    sh -c "podman logs '$ctr' 2>&1 | tail -n 1 | grep -q 'stopped:'"
+    sh -c "podman logs '$ctr' 2>&1 | tail -n 1 | grep -E -q 'stopped drained=[0-9]+'"
   if [ "$failed" -ne 0 ]; then
     podman logs "$ctr" 2>&1 | tail -n 20
     # Podman without systemd complains about health-check timers; only noise.
     grep -v 'healthcheck' "$work/podman.err" || true
+  fi
+fi
+
+# README.md's podman steps, line by line as written. The block is the first ```sh
+# block after the "**podman**" paragraph; a trailing "# text" on a line is the
+# output it promises (its last line of stdout must equal it). The only thing
+# added is a bounded wait for /readyz after `podman run -d`, which a person
+# typing the next line does without noticing.
+readme_podman() {
+  awk '!on && /^\*\*podman\*\*/ { armed = 1; next }
+       armed && /^```sh$/ { on = 1; armed = 0; next }
+       on && /^```$/ { exit }
+       on { print }' README.md
+}
+if [ -z "$why" ]; then
+  echo "== README.md's podman steps, as written"
+  if podman container exists spindle || podman image exists localhost/spindle:latest; then
+    skip "README podman steps: a container or image named spindle exists here, and is not ours to replace"
+  elif [ -z "$(readme_podman)" ]; then
+    fail "README podman steps: no \`\`\`sh block after **podman** in README.md"
+  else
+    readme_made=yes
+    ip netns add "$readme_netns"
+    ip -n "$readme_netns" link set lo up
+    while IFS= read -r line; do
+      want=
+      case $line in *' # '*) want=${line##* # } ;; esac
+      cmd=${line%% # *}
+      cmd=${cmd%"${cmd##*[![:space:]]}"}
+      echo "# $cmd"
+      # nsenter --net, not `ip netns exec`: that remounts /sys, and runc then finds
+      # no cgroup mount.
+      if ! out=$(timeout 300 nsenter --net="/run/netns/$readme_netns" bash -c "$cmd" 2>"$work/readme.err"); then
+        sed 's/^/    /' "$work/readme.err" | grep -v 'healthcheck' || true
+        fail "README podman step: $cmd"
+        break
+      fi
+      [ -n "$out" ] && printf "%s\n" "$out" | tail -n 3 | sed "s/^/    /"
+      if [ -n "$want" ]; then
+        got=$(printf '%s\n' "$out" | tail -n 1)
+        check "README podman step prints '$want': $cmd (got '$got')" test "$got" = "$want"
+      fi
+      case $cmd in
+        'podman run -d'*)
+          for _ in $(seq 100); do
+            ip netns exec "$readme_netns" curl -fsS -m 1 -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null && break
+            sleep 0.1
+          done
+          ;;
+      esac
+    done < <(readme_podman)
   fi
 fi
 

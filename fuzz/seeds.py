@@ -102,3 +102,14 @@ write("chunked_roundtrip", [
 configs = [read("config/spindle.toml").encode(), read("config/docker.toml").encode()]
 configs += [b for b in literals(read("tests/config.rs")) if b.startswith(b"[")]
 write("config", configs)
+
+# PROXY headers: the literals of the parser's table tests and of the wire tests.
+proxy_src = read("src/proxy.rs") + read("tests/proxy.rs")
+headers = [b for b in literals(proxy_src) if b.startswith((b"PROXY ", b"\r\n\r\n\x00\r\nQUIT\n"))]
+headers += [
+    b"PROXY TCP4 203.0.113.7 192.0.2.1 51234 443\r\nGET / HTTP/1.1\r\n\r\n",
+    b"PROXY UNKNOWN\r\n",
+    b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xc6\x33\x64\x17\x0a\x00\x00\x01\x9c\x40\x1f\x90",
+    b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00",
+]
+write("proxy", headers)
