@@ -75,7 +75,8 @@ PAIR_DRAIN=1s      # scenario b: no balancer to tell, the delay only lets keep-a
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/spindle-scaleout.XXXXXX")"
 SUMMARY="$WORK/summary.txt"  # PASS/FAIL lines, in order
 DETAIL="$WORK/detail.txt"    # wrk outputs and commands, for the results file
-PIDS=()                      # everything started here, killed on exit
+PIDS=()                      # everything started here, killed on exit ...
+declare -A STARTED=()        # ... if still the same process: PID -> its start time
 FAILED=0
 
 log() { printf '%s %s\n' "$(date -u +%T)" "$*" >&2; }
@@ -85,17 +86,19 @@ result() {  # result PASS|FAIL|SKIP "name: counts"
   [ "$1" != FAIL ] || FAILED=1
 }
 
+# PIDs wrap quickly here (pid_max 32768 and parallel builds), so a PID is only
+# signalled while /proc shows the process that was recorded under it (alive below).
 cleanup() {
   local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  # A spindle that ignores the first TERM (draining) gets QUIT after 5 s.
+  for p in "${PIDS[@]}"; do if alive "$p"; then kill -TERM "$p" 2>/dev/null || true; fi; done
+  # Whatever is still running 5 s later (a drain) is killed.
   for _ in $(seq 50); do
     local any=0
     for p in "${PIDS[@]}"; do if alive "$p"; then any=1; fi; done
     [ "$any" = 0 ] && break
     sleep 0.1
   done
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do if alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi; done
   wait 2>/dev/null || true
   [ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"
 }
@@ -183,7 +186,7 @@ start() {
   local name=$1 config=$2 bin=${3:-$BIN} ready="$WORK/$1.ready" pid
   "$bin" --config "$config" --ready-file "$ready" >>"$WORK/$name.log" 2>&1 &
   pid=$!
-  PIDS+=("$pid")
+  track "$pid"
   printf -v "PID_$name" '%s' "$pid"
   wait_ready "$name" "$pid" 15
 }
@@ -202,14 +205,32 @@ wait_ready() {
   log "$name (pid $pid) not ready within $3 s"; return 1
 }
 
-# alive PID: running. A child of this shell is reaped by bash as it exits; the
-# successor of a SIGUSR2 upgrade is not ours (its parent was the old process), and
-# whoever reaps it may be slow: a zombie counts as gone.
+# stat PID: "STATE STARTTIME" from /proc/PID/stat (fields 3 and 22; the command
+# name in parentheses is cut off first, so a space in it cannot shift the fields).
+proc_stat() {
+  local line
+  line=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+  line=${line##*) }
+  awk '{ print $1, $20 }' <<<"$line"
+}
+
+# track PID: started by this run (or by a process it started); cleaned up on exit.
+track() {
+  local st
+  PIDS+=("$1")
+  st=$(proc_stat "$1") && STARTED[$1]=${st#* }
+  return 0
+}
+
+# alive PID: still running, and still the process tracked under that PID. A child of
+# this shell is reaped by bash as it exits; the successor of a SIGUSR2 upgrade is not
+# ours (its parent was the old process) and whoever reaps it may be slow: a zombie
+# counts as gone.
 alive() {
-  kill -0 "$1" 2>/dev/null || return 1
-  local state
-  state=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null || echo gone)
-  [ "$state" != Z ] && [ "$state" != gone ]
+  local st
+  st=$(proc_stat "$1") || return 1
+  [ "${st%% *}" != Z ] || return 1
+  [ -z "${STARTED[$1]:-}" ] || [ "${st#* }" = "${STARTED[$1]}" ]
 }
 
 # wait_exit PID SECONDS
@@ -224,6 +245,7 @@ wait_exit() {
 # stop NAME: SIGTERM, wait for the exit (drain_delay + in-flight work).
 stop() {
   local name=$1 pidvar="PID_$1"
+  alive "${!pidvar}" || return 0
   kill -TERM "${!pidvar}"
   wait_exit "${!pidvar}" 20
 }
@@ -236,12 +258,13 @@ start_haproxy() {
     SPINDLE_STATS="127.0.0.1:$STATS" SPINDLE_SEND_PROXY="$1" \
     haproxy -db -f "$HAPROXY_CFG" >>"$WORK/haproxy.log" 2>&1 &
   HAPROXY_PID=$!
-  PIDS+=("$HAPROXY_PID")
+  track "$HAPROXY_PID"
   wait_haproxy a UP 15 && wait_haproxy b UP 15
 }
 
 stop_haproxy() {
-  kill -TERM "$HAPROXY_PID" 2>/dev/null || true
+  alive "$HAPROXY_PID" || return 0
+  kill -TERM "$HAPROXY_PID"
   wait_exit "$HAPROXY_PID" 10
 }
 
@@ -271,7 +294,7 @@ wrk_start() {
   SCALEOUT_CLOSE=${close:+1} timeout $(( secs + 20 )) \
     wrk -t2 -c50 -d"${secs}s" --timeout 5s -s "$LUA" "$url" >"$WORK/wrk-$name.out" 2>&1 &
   WRK_PID=$!
-  PIDS+=("$WRK_PID")
+  track "$WRK_PID"
   WRK_T0=$(date +%s)
 }
 
@@ -459,7 +482,7 @@ upgrade_run() {
   # The successor writes the same ready file with its own PID.
   new=$(ready_pid u "$old" 15) || { ok=0; new=none; }
   up_ms=$(( $(now_ms) - t0 ))
-  [ "$new" = none ] || PIDS+=("$new")
+  [ "$new" = none ] || track "$new"
   wait_exit "$old" 20 || ok=0
   local gone_ms=$(( $(now_ms) - t0 ))
   # The successor runs the file now at the path (the old process ran the inode that
@@ -484,7 +507,7 @@ upgrade_run() {
     result FAIL "$msg"
     tail -5 "$WORK/u.log" >&2
   fi
-  if [ "$new" != none ]; then kill -TERM "$new" 2>/dev/null || true; wait_exit "$new" 20 || true; fi
+  if [ "$new" != none ] && alive "$new"; then kill -TERM "$new"; wait_exit "$new" 20 || true; fi
   if alive "$old"; then kill -TERM "$old"; wait_exit "$old" 20 || true; fi
 }
 
@@ -506,9 +529,9 @@ restart_run() {
   python3 "$BENCH/scaleout-holder.py" "$port" http \
     "$BIN" --config "$WORK/s.toml" --ready-file "$WORK/s.ready" >>"$WORK/s.log" 2>&1 &
   local holder=$!
-  PIDS+=("$holder")
+  track "$holder"
   old=$(ready_pid s "" 15) || { result FAIL "e restart with the socket held, $mode: setup failed"; return; }
-  PIDS+=("$old")
+  track "$old"
   note "" "## e: restart with the socket held (as a systemd .socket unit), $mode: kill -TERM SPINDLEPID, started again by the holder"
   wrk_start "restart-$mode" "http://127.0.0.1:$port/" "$PAIR_DUR" "$close"
   at 3
@@ -517,7 +540,7 @@ restart_run() {
   kill -TERM "$old"
   new=$(ready_pid s "$old" 20) || { ok=0; new=none; }
   up_ms=$(( $(now_ms) - t0 ))
-  [ "$new" = none ] || PIDS+=("$new")
+  [ "$new" = none ] || track "$new"
   local finished_in=$(( $(date +%s) - WRK_T0 ))
   [ "$finished_in" -lt "$PAIR_DUR" ] || ok=0
   wrk_finish "restart-$mode"
@@ -530,7 +553,7 @@ restart_run() {
     result FAIL "$msg"
     tail -5 "$WORK/s.log" >&2
   fi
-  kill -TERM "$holder" 2>/dev/null || true
+  if alive "$holder"; then kill -TERM "$holder"; fi
   wait_exit "$holder" 20 || true
 }
 
