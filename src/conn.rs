@@ -57,6 +57,9 @@ pub(crate) enum Phase {
 }
 
 /// What a worker's turn decided.
+// `Conn` moves by value through every turn and park; boxing it to even the variants
+// would cost an allocation per park.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Next {
     /// Park the connection in the lot (its phase and deadline set).
     Park(Conn),
@@ -105,8 +108,15 @@ pub(crate) struct Conn {
     pub reset_on_late_input: bool,
     /// Whether the socket is in the lot's epoll (it stays there once parked).
     pub registered: bool,
+    /// When it was accepted.
+    pub accepted: Instant,
+    /// Whether the client has sent anything yet.
+    pub heard: bool,
     registry: Arc<Registry>,
 }
+
+/// How long a stop waits for the first bytes of a connection accepted just before it.
+pub(crate) const FRESH_GRACE: Duration = Duration::from_secs(1);
 
 impl Conn {
     /// Registers a freshly accepted socket.
@@ -130,6 +140,8 @@ impl Conn {
             close_after_flush: false,
             reset_on_late_input: false,
             registered: false,
+            accepted: Instant::now(),
+            heard: false,
             registry: Arc::clone(registry),
         }
     }
@@ -160,6 +172,23 @@ impl Conn {
         }
     }
 
+    /// Until when a stop should wait for this idle connection's first bytes: a client
+    /// that connected just before the stop has not had time to send its request (a
+    /// `systemctl restart` under socket activation lost such requests), so a
+    /// connection accepted less than [`FRESH_GRACE`] ago that has sent nothing yet is
+    /// given the rest of it, and served (with `Connection: close`) if its request
+    /// comes. `None`: close it now (a keep-alive connection between requests, an echo
+    /// session that has spoken).
+    pub fn fresh_until(&self) -> Option<Instant> {
+        let until = self.accepted + FRESH_GRACE;
+        (!self.heard && Instant::now() < until).then_some(until)
+    }
+
+    /// Caps the deadline at `until`.
+    pub fn deadline_at_most(&mut self, until: Instant) {
+        self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
+    }
+
     /// Whether the socket has bytes (or an EOF) to read now, without reading them.
     pub fn readable(&self) -> bool {
         self.poll_now(rustix::event::PollFlags::IN).contains(rustix::event::PollFlags::IN)
@@ -167,18 +196,11 @@ impl Conn {
 
     /// Whether the peer has closed or reset the connection (without reading from it).
     pub fn hung_up(&self) -> bool {
-        use rustix::event::PollFlags;
-        self.poll_now(PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+        hung_up(&self.stream)
     }
 
-    /// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
     fn poll_now(&self, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let mut fds = [PollFd::new(&*self.stream, interest)];
-        match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
-            Ok(n) if n > 0 => fds[0].revents(),
-            _ => PollFlags::empty(),
-        }
+        poll_now(&self.stream, interest)
     }
 
     /// Starts a lingering close: sends FIN after everything written so far, then parks
@@ -379,5 +401,23 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether the peer of `stream` has closed its side or reset the connection, asked
+/// without reading (`poll(2)` for RDHUP, HUP, ERR with a zero timeout): bytes the
+/// client sent but the server has not read do not hide a close behind them.
+pub(crate) fn hung_up(stream: &TcpStream) -> bool {
+    use rustix::event::PollFlags;
+    poll_now(stream, PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
+}
+
+/// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
+fn poll_now(stream: &TcpStream, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let mut fds = [PollFd::new(stream, interest)];
+    match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
+        Ok(n) if n > 0 => fds[0].revents(),
+        _ => PollFlags::empty(),
     }
 }

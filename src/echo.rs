@@ -58,7 +58,10 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
                     let _ = conn.stream.shutdown(Shutdown::Write);
                     return Next::Done;
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    conn.heard = true;
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     // During a stop, close once everything that had arrived is echoed;
                     // what comes after the FIN is answered with a reset.

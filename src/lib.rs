@@ -13,6 +13,7 @@ mod acceptor;
 pub mod config;
 mod conn;
 mod control;
+pub mod daemon;
 mod echo;
 pub mod http;
 mod listener;

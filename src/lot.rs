@@ -172,9 +172,14 @@ impl Lot {
             return; // dropping closes it
         }
         if self.closing.load(Ordering::SeqCst) && conn.is_idle() && !conn.readable() {
-            drop(shard);
-            let _ = conn.close_idle();
-            return;
+            match conn.fresh_until() {
+                Some(until) => conn.deadline_at_most(until),
+                None => {
+                    drop(shard);
+                    let _ = conn.close_idle();
+                    return;
+                }
+            }
         }
         conn.release_buffers();
         let data = EventData::new_u64(conn.id);
@@ -377,11 +382,20 @@ impl Lot {
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let ids: Vec<u64> = shard.conns.values().filter(|c| c.is_idle()).map(|c| c.id).collect();
-            for conn in ids.into_iter().filter_map(|id| shard.remove(id)) {
+            for id in ids {
+                let Some(mut conn) = shard.remove(id) else { continue };
                 // A request (or echo bytes) that arrived just before the stop is answered
                 // (with `Connection: close`) rather than discarded by the close.
                 if conn.readable() {
                     serve.push(conn);
+                } else if let Some(until) = conn.fresh_until() {
+                    // Accepted just before the stop: parked again, briefly, for its
+                    // first bytes (still armed in the epoll; only the timer changes).
+                    conn.deadline_at_most(until);
+                    if let Some(d) = conn.deadline {
+                        shard.timers.insert((d, conn.id));
+                    }
+                    shard.conns.insert(conn.id, conn);
                 } else {
                     out.push(conn);
                 }
@@ -537,14 +551,21 @@ mod tests {
     #[test]
     fn the_stop_sweep_takes_idle_connections_and_closes_later_idle_parks() {
         let r = rig();
-        let (idle, _c1) = r.conn(Phase::Echo, None);
+        let (mut idle, _c1) = r.conn(Phase::Echo, None);
         let (flushing, _c2) = r.conn(Phase::EchoFlush, None);
-        let (late, mut c3) = r.conn(Phase::Echo, None);
+        let (mut late, mut c3) = r.conn(Phase::Echo, None);
+        let (fresh, _c4) = r.conn(Phase::Echo, None);
+        (idle.heard, late.heard) = (true, true);
+        let fresh_id = fresh.id;
         r.lot.park(idle);
         r.lot.park(flushing);
+        r.lot.park(fresh);
         let swept = r.lot.close_idle();
         assert_eq!(swept.len(), 1, "only the idle one; work in progress stays");
-        assert_eq!(r.lot.parked(), 1);
+        assert_eq!(r.lot.parked(), 2, "and a connection that has not spoken yet, for FRESH_GRACE");
+        let grace = Instant::now() + crate::conn::FRESH_GRACE;
+        let expired: Vec<u64> = r.lot.expired(grace).iter().map(|c| c.id).collect();
+        assert_eq!(expired, vec![fresh_id], "with its deadline cut to the grace");
         // A park after the sweep closes an idle connection (FIN) instead of keeping it.
         r.lot.park(late);
         c3.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

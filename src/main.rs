@@ -8,13 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer};
-
-use spindle::config::{Config, LogConfig, LogFormat, Protocol, DEFAULT_TOML};
+use spindle::config::{Config, Protocol, DEFAULT_TOML};
 use spindle::server::StartError;
-use spindle::Server;
+use spindle::{daemon, Server};
 
 #[derive(Parser)]
 #[command(name = "spindle", version, about = "A threaded TCP (echo) and HTTP/1.1 server daemon")]
@@ -125,115 +121,21 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            run(config, cli.config, cli.ready_file)
-        }
-    }
-}
-
-fn run(config: Config, path: Option<PathBuf>, ready_file: Option<PathBuf>) -> ExitCode {
-    let set_level = match init_logging(&config.log) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("spindle: cannot start logging: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    // A panicking app is caught and answered with 500; its message goes through the
-    // log like everything else (one JSON object a line with log.format = "json").
-    std::panic::set_hook(Box::new(|info| {
-        let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
-        let message = info
-            .payload()
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| info.payload().downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "non-string panic payload".into());
-        tracing::error!(target: "spindle::panic", thread, location, "panic: {message}");
-    }));
-    for warning in config.warnings() {
-        tracing::warn!("{warning}");
-    }
-    open_files_limit(&config);
-    let mut builder = Server::builder(config).signals(true).systemd(true).config_path(path).on_log_level(set_level);
-    if let Some(file) = ready_file.clone() {
-        builder = builder.on_ready(move |addrs| write_ready_file(&file, addrs));
-    }
-    let server = match builder.build() {
-        Ok(s) => s,
-        Err(e) => {
-            // Once, through the log (the journal or a terminal alike), in its format.
-            tracing::error!("{e}");
-            return ExitCode::from(match e {
-                StartError::Bind(_) | StartError::Activation(_) => 2,
-                _ => 1,
-            });
-        }
-    };
-    let outcome = server.run();
-    if let Some(file) = &ready_file {
-        // Only our own: after a SIGUSR2 upgrade the file is the successor's.
-        let ours = format!("pid {}\n", std::process::id());
-        if std::fs::read_to_string(file).is_ok_and(|text| text.starts_with(&ours)) {
-            let _ = std::fs::remove_file(file);
-        }
-    }
-    match outcome {
-        Ok(summary) if summary.missed.is_empty() => ExitCode::SUCCESS,
-        Ok(_) => ExitCode::from(1),
-        Err(e) => {
-            tracing::error!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// `--ready-file`: written to a temporary name and renamed, so a reader never sees
-/// half of it.
-fn write_ready_file(file: &std::path::Path, addrs: &[(String, std::net::SocketAddr)]) {
-    let mut text = format!("pid {}\n", std::process::id());
-    for (name, addr) in addrs {
-        text.push_str(&format!("listener {name} {addr}\n"));
-    }
-    let mut tmp = file.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let written = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file));
-    if let Err(e) = written {
-        tracing::error!(path = %file.display(), "cannot write the ready file: {e}");
-    }
-}
-
-/// Raises the soft open-files limit to the hard one (one descriptor per connection),
-/// says so only if it changed, and warns when `max_connections` cannot be reached under
-/// it: accepts would then fail with EMFILE long before the configured cap.
-fn open_files_limit(config: &Config) {
-    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
-    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => {
-            if let Some((soft, _)) = before.filter(|(soft, _)| *soft != n) {
-                tracing::info!(from = soft, to = n, "open-files limit (RLIMIT_NOFILE) raised to the hard limit");
+            // A WSGI app needs the Python interpreter that only the spindle-wsgi
+            // command (the Python package in python/) runs in.
+            let wsgi = config.listeners.iter().enumerate().find_map(|(i, l)| l.wsgi.first().map(|w| (i, w)));
+            if let Some((i, (prefix, spec))) = wsgi {
+                let origin = config.source.as_ref().map_or("<default>".into(), |p| p.display().to_string());
+                eprintln!(
+                    "spindle: {origin}: listener[{i}].apps.{prefix:?} = {{ wsgi = {spec:?} }}: wsgi apps need spindle-wsgi \
+                     (pip install ./python; run `spindle-wsgi --config {origin}`)"
+                );
+                return ExitCode::from(2);
             }
-            n
+            let options =
+                daemon::Options { config, config_path: cli.config, ready_file: cli.ready_file, name: "spindle" };
+            ExitCode::from(daemon::run(options, Ok))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot raise the open-files limit");
-            match before {
-                Some((soft, _)) => soft,
-                None => return,
-            }
-        }
-    };
-    // Besides one per connection: stdio, the listeners, epoll and eventfds, and a
-    // temporary file per large request body being received.
-    let reserve = 32 + config.listeners.len() as u64;
-    let wanted = config.limits.max_connections as u64 + reserve;
-    if limit < wanted {
-        tracing::warn!(
-            max_connections = config.limits.max_connections,
-            nofile = limit,
-            "limits.max_connections needs more open files than RLIMIT_NOFILE allows: accepts will fail (EMFILE) at about {} connections; raise LimitNOFILE= or `ulimit -n`, or lower max_connections",
-            limit.saturating_sub(reserve)
-        );
     }
 }
 
@@ -304,38 +206,4 @@ mod health {
             None => Err("no HTTP response".into()),
         }
     }
-}
-
-type SetLevel = Box<dyn Fn(&str) + Send + Sync>;
-
-/// stderr logging, text or JSON; `RUST_LOG` overrides `log.level` (also on reload).
-/// Under systemd (`JOURNAL_STREAM` set) lines carry no timestamp or colour: journald
-/// adds its own.
-fn init_logging(cfg: &LogConfig) -> Result<SetLevel, String> {
-    let env = std::env::var("RUST_LOG").ok().filter(|s| !s.is_empty());
-    let filter = EnvFilter::try_new(env.as_deref().unwrap_or(&cfg.level)).map_err(|e| e.to_string())?;
-    let (filter, handle) = reload::Layer::new(filter);
-    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let ansi = !journald && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let base = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
-    let fmt = match (cfg.format, journald) {
-        (LogFormat::Json, _) => base.json().boxed(),
-        (LogFormat::Text, true) => base.without_time().boxed(),
-        (LogFormat::Text, false) => base.boxed(),
-    };
-    tracing_subscriber::registry().with(filter).with(fmt).try_init().map_err(|e| e.to_string())?;
-    Ok(Box::new(move |level: &str| {
-        if env.is_some() {
-            tracing::info!("RUST_LOG is set; it keeps overriding log.level");
-            return;
-        }
-        match EnvFilter::try_new(level) {
-            Ok(f) => {
-                if let Err(e) = handle.reload(f) {
-                    tracing::warn!(error = %e, "cannot apply the new log level");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "invalid log level {level:?}"),
-        }
-    }))
 }

@@ -108,9 +108,14 @@ pub(crate) struct Pool<S: Source> {
 
 type Handler<J> = Box<dyn Fn(J) + Send + Sync>;
 
+/// Runs a worker thread's whole loop (the argument), for per-thread setup around it:
+/// see `ServerBuilder::wrap_worker_threads`.
+pub(crate) type ThreadWrap = Arc<dyn Fn(&mut (dyn FnMut() + Send)) + Send + Sync>;
+
 struct Inner<S: Source> {
     source: Arc<S>,
     handler: Handler<S::Job>,
+    wrap: Option<ThreadWrap>,
     state: Mutex<State>,
     exited: Condvar,
     /// Mirrors of the sizing, read by workers without the lock.
@@ -156,15 +161,27 @@ struct Sample {
 
 impl<S: Source> Pool<S> {
     /// Starts `size.min` threads that take jobs from `source` and run `handler`.
+    #[cfg(test)]
     pub(crate) fn new(
         size: PoolSize,
         source: Arc<S>,
         handler: impl Fn(S::Job) + Send + Sync + 'static,
     ) -> Result<Self, SpawnError> {
+        Self::with_wrap(size, source, handler, None)
+    }
+
+    /// As `new`, each thread's loop run inside `wrap` when there is one.
+    pub(crate) fn with_wrap(
+        size: PoolSize,
+        source: Arc<S>,
+        handler: impl Fn(S::Job) + Send + Sync + 'static,
+        wrap: Option<ThreadWrap>,
+    ) -> Result<Self, SpawnError> {
         let size = sanitize(size);
         let inner = Arc::new(Inner {
             source,
             handler: Box::new(handler),
+            wrap,
             state: Mutex::new(State { next_id: 1, handles: Vec::new(), done: Vec::new() }),
             exited: Condvar::new(),
             threads: AtomicUsize::new(0),
@@ -375,7 +392,22 @@ fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
     let slot = Arc::new(Slot::default());
     inner.threads.fetch_add(1, Ordering::SeqCst);
     let (for_thread, for_slot) = (Arc::clone(inner), Arc::clone(&slot));
-    match thread::Builder::new().name(name.clone()).spawn(move || worker_loop(for_thread, id, for_slot)) {
+    let wrap = inner.wrap.clone();
+    let body = move || {
+        let mut run = Some(move || worker_loop(for_thread, id, for_slot));
+        let mut once = || {
+            if let Some(run) = run.take() {
+                run();
+            }
+        };
+        if let Some(wrap) = wrap {
+            wrap(&mut once);
+        }
+        // A wrapper that did not run the loop: run it now, or the pool would count a
+        // thread that never takes a job and never says it left.
+        once();
+    };
+    match thread::Builder::new().name(name.clone()).spawn(body) {
         Ok(handle) => {
             inner.lock().handles.push(Worker { id, name, handle, slot });
             Ok(())

@@ -26,7 +26,7 @@ use crate::control::{Control, ServerHandle};
 use crate::http::{App, Router};
 use crate::listener::{self, BindError, ListenerCtx};
 use crate::lot::Lot;
-use crate::pool::{Pool, SpawnError};
+use crate::pool::{Pool, SpawnError, ThreadWrap};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
@@ -92,11 +92,14 @@ pub struct StopSummary {
 /// Configures a `Server`: the config, the apps an embedding program mounts, signals.
 pub struct ServerBuilder {
     config: Config,
-    apps: Vec<(String, Arc<dyn App>)>,
+    /// `(listener name or every HTTP listener, prefix, app)`.
+    apps: Vec<(Option<String>, String, Arc<dyn App>)>,
     signals: bool,
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
+    wrap_workers: Option<ThreadWrap>,
+    upgrade_command: Option<(PathBuf, Vec<std::ffi::OsString>)>,
     systemd: bool,
 }
 
@@ -115,7 +118,15 @@ impl ServerBuilder {
     /// replaces a built-in app configured at the same prefix). A listener whose config
     /// names no apps then serves only the mounted apps, not the default table.
     pub fn mount(mut self, prefix: &str, app: impl App) -> Self {
-        self.apps.push((prefix.to_string(), Arc::new(app)));
+        self.apps.push((None, prefix.to_string(), Arc::new(app)));
+        self
+    }
+
+    /// Mounts `app` at path `prefix` on the HTTP listener named `listener` only; at
+    /// the same prefix it wins over an app [`mount`](Self::mount)ed on every listener.
+    /// `build` fails if no HTTP listener has that name.
+    pub fn mount_on(mut self, listener: &str, prefix: &str, app: impl App) -> Self {
+        self.apps.push((Some(listener.to_string()), prefix.to_string(), Arc::new(app)));
         self
     }
 
@@ -138,6 +149,27 @@ impl ServerBuilder {
         self
     }
 
+    /// Runs every worker thread's loop inside `wrap`, called once on the new thread
+    /// with the loop (which it must call; it is run after `wrap` returns if it did
+    /// not). For per-thread state an app's runtime needs for the thread's whole life
+    /// rather than per request (tokio's `on_thread_start`): the WSGI bridge keeps one
+    /// Python thread state per worker this way, so `threading.local` data (database
+    /// connections) lasts across requests.
+    pub fn wrap_worker_threads(mut self, wrap: impl Fn(&mut (dyn FnMut() + Send)) + Send + Sync + 'static) -> Self {
+        self.wrap_workers = Some(Arc::new(wrap));
+        self
+    }
+
+    /// The command a SIGUSR2 upgrade starts (program, arguments); by default this
+    /// process's own binary and arguments. For a daemon run by an interpreter: the
+    /// `spindle-wsgi` console script sets its Python's `sys.executable` and `sys.argv`,
+    /// since the binary of the process (`/proc/self/exe`) is the interpreter with a
+    /// virtualenv's symlink resolved, which would start outside the virtualenv.
+    pub fn upgrade_command(mut self, program: PathBuf, args: Vec<std::ffi::OsString>) -> Self {
+        self.upgrade_command = Some((program, args));
+        self
+    }
+
     /// Called once, from `run`, when the server serves: every listener bound, the
     /// workers, the acceptor and (if on) the signal thread running. Gets each
     /// listener's name and bound address (the real port for a `:0` bind). The daemon's
@@ -149,6 +181,16 @@ impl ServerBuilder {
 
     /// Binds every listener. Nothing runs yet; a bind error means nothing started.
     pub fn build(self) -> Result<Server, StartError> {
+        let http_names: Vec<&str> =
+            self.config.listeners.iter().filter(|l| l.protocol == Protocol::Http).map(|l| l.name.as_str()).collect();
+        if let Some((Some(name), prefix, _)) =
+            self.apps.iter().find(|(on, _, _)| on.as_deref().is_some_and(|n| !http_names.contains(&n)))
+        {
+            return Err(StartError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("an app is mounted at {prefix:?} on listener {name:?}, but no HTTP listener has that name"),
+            )));
+        }
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), acceptor::WAKER)?);
         let registry = Arc::new(Registry::new(Arc::clone(&waker)));
@@ -192,13 +234,23 @@ impl ServerBuilder {
             }
             let router = match cfg.protocol {
                 Protocol::Http => {
+                    // This program's mounts for this listener: on every listener first,
+                    // then on this one by name (so those win at the same prefix).
+                    let mut mounted: Vec<(String, Arc<dyn App>)> = Vec::new();
+                    for specific in [false, true] {
+                        for (on, prefix, app) in &self.apps {
+                            if on.is_some() == specific && on.as_ref().is_none_or(|n| *n == cfg.name) {
+                                mounted.push((prefix.clone(), Arc::clone(app)));
+                            }
+                        }
+                    }
                     // A listener the file gave no apps gets the default table, unless
                     // this program mounts its own: then it serves only those.
-                    let configured = if cfg.default_apps && !self.apps.is_empty() { &[][..] } else { &cfg.apps[..] };
+                    let configured = if cfg.default_apps && !mounted.is_empty() { &[][..] } else { &cfg.apps[..] };
                     let builtin = configured.iter().filter_map(|(prefix, name)| {
                         http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
                     });
-                    Router::new(builtin.chain(self.apps.iter().map(|(p, a)| (p.clone(), Arc::clone(a)))).collect())
+                    Router::new(builtin.chain(mounted).collect())
                 }
                 Protocol::Echo => Router::default(),
             };
@@ -214,7 +266,7 @@ impl ServerBuilder {
         }
         warn_reuse_port_resets(&self.config);
         let upgrade = if upgrades {
-            upgrade::Plan::capture(inheritable)
+            upgrade::Plan::capture(inheritable, self.upgrade_command)
                 .map_err(|e| tracing::warn!(error = %e, "SIGUSR2 upgrades are off: cannot tell this binary's path"))
                 .ok()
         } else {
@@ -233,6 +285,7 @@ impl ServerBuilder {
             config_path: self.config_path,
             on_log_level: self.on_log_level,
             on_ready: self.on_ready,
+            wrap_workers: self.wrap_workers,
         })
     }
 }
@@ -249,6 +302,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
+    wrap_workers: Option<ThreadWrap>,
     upgrade: Option<upgrade::Plan>,
 }
 
@@ -262,6 +316,8 @@ impl Server {
             config_path: None,
             on_log_level: None,
             on_ready: None,
+            wrap_workers: None,
+            upgrade_command: None,
             systemd: false,
         }
     }
@@ -290,8 +346,13 @@ impl Server {
         let pool = {
             let for_workers = Arc::clone(&shared);
             Arc::new(
-                Pool::new(pool_size(&config), Arc::clone(&shared.lot), move |job| serve(job, &for_workers))
-                    .map_err(StartError::Spawn)?,
+                Pool::with_wrap(
+                    pool_size(&config),
+                    Arc::clone(&shared.lot),
+                    move |job| serve(job, &for_workers),
+                    self.wrap_workers.take(),
+                )
+                .map_err(StartError::Spawn)?,
             )
         };
         shared.set_pool(&pool);

@@ -163,7 +163,10 @@ fn proxy_header(mut conn: Conn, shared: &Shared) -> Next {
         let room = proxy::MAX_HEADER.saturating_sub(conn.input.len()).max(1);
         match (&*conn.stream).read(&mut buf[..room]) {
             Ok(0) => return Next::Done,
-            Ok(n) => conn.input.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                conn.heard = true;
+                conn.input.extend_from_slice(&buf[..n]);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Next::Park(conn),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return Next::Done,

@@ -70,8 +70,16 @@ impl fmt::Display for UpgradeError {
 
 impl Plan {
     /// Captures the binary's path and arguments, and duplicates the listeners.
-    pub(crate) fn capture(listeners: Vec<(String, TcpListener)>) -> io::Result<Plan> {
-        Ok(Plan { exe: std::env::current_exe()?, args: std::env::args_os().skip(1).collect(), listeners })
+    /// `command` replaces this process's own (see `ServerBuilder::upgrade_command`).
+    pub(crate) fn capture(
+        listeners: Vec<(String, TcpListener)>,
+        command: Option<(PathBuf, Vec<OsString>)>,
+    ) -> io::Result<Plan> {
+        let (exe, args) = match command {
+            Some(command) => command,
+            None => (std::env::current_exe()?, std::env::args_os().skip(1).collect()),
+        };
+        Ok(Plan { exe, args, listeners })
     }
 
     /// The binary a successor is started from.

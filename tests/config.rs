@@ -277,3 +277,19 @@ fn builder_mounts_replace_the_default_apps() {
         }
     }
 }
+
+/// `{ wsgi = "..." }` apps are spindle-wsgi's: the pure-Rust daemon refuses to run
+/// such a config (exit 2, naming the entry and the command to use); `check` accepts it.
+#[test]
+fn a_wsgi_app_in_the_config_is_refused_by_spindle_with_exit_2() {
+    let text = format!("{HTTP_NO_APPS}[listener.apps]\n\"/api\" = {{ wsgi = \"myproject.wsgi:application\" }}\n");
+    let path = write_config(&text);
+    let out = spindle(&["check", "--no-bind", "--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"/api\" = { wsgi = \"myproject.wsgi:application\" }"));
+    let out = spindle(&["--config", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("listener[0].apps.\"/api\"") && err.contains("wsgi apps need spindle-wsgi"), "{err}");
+    assert!(err.contains(path.to_str().unwrap()), "{err}");
+}

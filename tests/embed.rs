@@ -217,3 +217,66 @@ fn work_that_outlives_graceful_timeout_is_cut_and_every_thread_still_joins() {
     assert_eq!(summary.report.cut, 1, "{summary:?}");
     assert!(summary.missed.is_empty(), "the worker returned once its app did, and was joined: {summary:?}");
 }
+
+#[test]
+fn worker_threads_run_inside_the_embedders_wrapper_and_closures_are_apps() {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    thread_local! {
+        static WRAPPED: Cell<bool> = const { Cell::new(false) };
+    }
+    let wrapped_threads = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&wrapped_threads);
+    let text = "[pool]\nmin_threads = 2\nmax_threads = 2\n[[listener]]\nname = \"http\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n";
+    let config = Config::parse(text, "<test>").unwrap();
+    let app = spindle::http::app_fn(|req| {
+        let wrapped = WRAPPED.with(Cell::get);
+        Ok(Response::text(200, format!("{} wrapped={wrapped}", req.path())))
+    });
+    let server = Server::builder(config)
+        .wrap_worker_threads(move |run| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            WRAPPED.with(|w| w.set(true));
+            run();
+        })
+        .mount("/", app)
+        .build()
+        .unwrap();
+    let addr = server.local_addrs()[0].1;
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    let (status, _, body) = request(addr, "GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    assert_eq!((status, body.as_slice()), (200, &b"/x wrapped=true"[..]));
+    handle.stop();
+    let summary = runner.join().unwrap();
+    assert!(summary.missed.is_empty());
+    assert_eq!(wrapped_threads.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn mount_on_serves_an_app_on_one_listener_only_and_an_unknown_name_fails_the_build() {
+    use std::sync::Arc;
+    let listener = |name: &str| {
+        format!("[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n")
+    };
+    let config = Config::parse(&format!("{}{}", listener("a"), listener("b")), "<test>").unwrap();
+    let named = |text: &'static str| -> Arc<dyn App> {
+        Arc::new(spindle::http::app_fn(move |_| Ok(Response::text(200, text))))
+    };
+    let server = Server::builder(config.clone())
+        .mount("/", named("everywhere"))
+        .mount_on("b", "/", named("only b"))
+        .build()
+        .unwrap();
+    let addrs = server.local_addrs();
+    let handle = server.handle();
+    let runner = thread::spawn(move || server.run().unwrap());
+    let get = |addr| request(addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").2;
+    assert_eq!(get(addrs[0].1), b"everywhere");
+    assert_eq!(get(addrs[1].1), b"only b");
+    handle.stop();
+    runner.join().unwrap();
+    let err = Server::builder(config).mount_on("c", "/", named("nowhere")).build().err().expect("no listener c");
+    assert!(err.to_string().contains("\"c\""), "{err}");
+}

@@ -62,6 +62,10 @@ pub struct ListenerConfig {
     /// `(path prefix, built-in app name)` pairs in file order; HTTP only.
     /// Every prefix starts with `/`; every name is in [`BUILTIN_APPS`].
     pub apps: Vec<(String, String)>,
+    /// `(path prefix, "MODULE:CALLABLE")` of the Python WSGI apps the `apps` table
+    /// mounts (`"/api" = { wsgi = "myproject.wsgi:application" }`), in file order.
+    /// `spindle-wsgi` serves them; the `spindle` command refuses a config with any.
+    pub wsgi: Vec<(String, String)>,
     /// The file gave this HTTP listener no `apps` key, so `apps` is [`DEFAULT_APPS`].
     /// A program that mounts its own apps (`ServerBuilder::mount`) gets only its own
     /// on such a listener: the defaults stand in for "nothing configured".
@@ -121,6 +125,7 @@ impl ListenerConfig {
             proxy_trusted: Vec::new(),
             forwarded_trusted: Vec::new(),
             apps: Vec::new(),
+            wsgi: Vec::new(),
             default_apps: false,
         }
     }
@@ -133,7 +138,7 @@ impl ListenerConfig {
         let mut out = String::from("\n");
         if self.default_apps {
             out.push_str("# no apps in the file: the default mount table\n");
-        } else if self.apps.is_empty() {
+        } else if self.apps.is_empty() && self.wsgi.is_empty() {
             out.push_str("# empty: nothing is mounted, every request is answered 404\n");
         }
         // `[listener.apps]` after `[[listener]]` belongs to that (the last)
@@ -141,6 +146,9 @@ impl ListenerConfig {
         out.push_str("[listener.apps]\n");
         for (prefix, app) in &self.apps {
             super::keys::kv(&mut out, &quote(prefix), &quote(app));
+        }
+        for (prefix, spec) in &self.wsgi {
+            super::keys::kv(&mut out, &quote(prefix), &format!("{{ wsgi = {} }}", quote(spec)));
         }
         out
     }
@@ -170,11 +178,19 @@ fn read_apps(ctx: &Ctx, key: &str, table: &DeTable) -> Result<Val, Error> {
         }
         let name = match app.get_ref() {
             DeValue::String(s) => s.as_ref(),
+            // `{ wsgi = "MODULE:CALLABLE" }`: checked here, collected by `wsgi_apps`.
+            DeValue::Table(t) => {
+                wsgi_spec(ctx, &app_key, app.span(), t)?;
+                continue;
+            }
             other => {
                 return Err(ctx.err(
                     Some(app.span()),
                     &app_key,
-                    format!("{app_key}: invalid type: {}, expected an app name", describe(other)),
+                    format!(
+                        "{app_key}: invalid type: {}, expected an app name or {{ wsgi = \"MODULE:CALLABLE\" }}",
+                        describe(other)
+                    ),
                 ))
             }
         };
@@ -191,6 +207,52 @@ fn read_apps(ctx: &Ctx, key: &str, table: &DeTable) -> Result<Val, Error> {
         apps.push((p.to_string(), name.to_string()));
     }
     Ok(Val::Apps(apps))
+}
+
+/// The `MODULE:CALLABLE` of an `apps` entry written `{ wsgi = "..." }`.
+fn wsgi_spec(ctx: &Ctx, app_key: &str, span: std::ops::Range<usize>, t: &DeTable) -> Result<String, Error> {
+    const SHAPE: &str = "must be { wsgi = \"MODULE:CALLABLE\" }";
+    let mut entries = in_file_order(t).into_iter();
+    let (Some((key, value)), None) = (entries.next(), entries.next()) else {
+        return Err(ctx.bad(span, app_key, SHAPE));
+    };
+    let key_name = format!("{app_key}.{}", key.get_ref());
+    if key.get_ref() != "wsgi" {
+        return Err(ctx.bad(key.span(), &key_name, format_args!("is not a known app kind; {SHAPE}")));
+    }
+    let DeValue::String(spec) = value.get_ref() else {
+        return Err(ctx.bad(value.span(), &key_name, SHAPE));
+    };
+    let valid = spec
+        .split_once(':')
+        .is_some_and(|(module, name)| !module.is_empty() && !name.is_empty() && !spec.contains(char::is_whitespace));
+    if !valid {
+        return Err(ctx.bad(
+            value.span(),
+            &key_name,
+            format_args!(
+                "{:?} is not MODULE:CALLABLE (as gunicorn takes it: \"myproject.wsgi:application\")",
+                spec.as_ref()
+            ),
+        ));
+    }
+    Ok(spec.to_string())
+}
+
+/// The WSGI entries of a listener table's `apps`, already checked by `read_apps`.
+fn wsgi_apps(table: &Spanned<DeValue>) -> Vec<(String, String)> {
+    let DeValue::Table(table) = table.get_ref() else { return Vec::new() };
+    let Some(DeValue::Table(apps)) = table.get("apps").map(|v| v.get_ref()) else { return Vec::new() };
+    in_file_order(apps)
+        .into_iter()
+        .filter_map(|(prefix, app)| match app.get_ref() {
+            DeValue::Table(t) => match t.get("wsgi").map(|v| v.get_ref()) {
+                Some(DeValue::String(spec)) => Some((prefix.get_ref().to_string(), spec.to_string())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 /// Reads the `listener` array of tables: at least one, names and addresses unique.
@@ -220,6 +282,7 @@ pub(super) fn read_listeners(ctx: &Ctx, value: Option<&Spanned<DeValue>>) -> Res
         let path = format!("listener[{i}]");
         let mut l = ListenerConfig::blank();
         let written = read_table(ctx, &path, KEYS, table, &mut l)?;
+        l.wsgi = wsgi_apps(table);
         let span = |name: &str| written.span(name).unwrap_or_else(|| table.span());
 
         match written.span("apps") {

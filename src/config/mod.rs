@@ -176,7 +176,7 @@ impl Config {
         self.listeners
             .iter()
             .enumerate()
-            .filter(|(_, l)| l.protocol == Protocol::Http && l.apps.is_empty())
+            .filter(|(_, l)| l.protocol == Protocol::Http && l.apps.is_empty() && l.wsgi.is_empty())
             .map(|(i, l)| {
                 format!(
                     "{origin}: listener[{i}].apps is empty: nothing is mounted on {:?}, so every request to it \
@@ -240,6 +240,7 @@ mod tests {
                 proxy_trusted: vec![],
                 forwarded_trusted: vec![],
                 apps: vec![],
+                wsgi: vec![],
                 default_apps: false,
             }
         );
@@ -637,6 +638,20 @@ apps = {}
                 "unknown app \"wiki\" (built-in apps: hello, echo, environ, healthz, readyz, metrics, status, sleep)",
             ),
             (
+                "wsgi app without a callable",
+                format!("{http}\"/api\" = {{ wsgi = \"myproject\" }}\n"),
+                6,
+                "listener[0].apps.\"/api\".wsgi",
+                "\"myproject\" is not MODULE:CALLABLE",
+            ),
+            (
+                "unknown app kind",
+                format!("{http}\"/api\" = {{ asgi = \"m:app\" }}\n"),
+                6,
+                "listener[0].apps.\"/api\".asgi",
+                "is not a known app kind",
+            ),
+            (
                 "prefix without slash",
                 format!("{http}\"x\" = \"hello\"\n"),
                 6,
@@ -789,5 +804,29 @@ apps = {}
         );
         assert!(ok.is_err());
         assert_eq!(loaded.unwrap().source.as_deref(), Some(path.as_path()));
+    }
+
+    #[test]
+    fn wsgi_apps_are_read_apart_from_built_in_ones_and_written_back() {
+        let text = "[[listener]]\nname = \"h\"\nbind = \"127.0.0.1:0\"\nprotocol = \"http\"\n[listener.apps]\n\
+                    \"/healthz\" = \"healthz\"\n\"/api\" = { wsgi = \"myproject.wsgi:application\" }\n\
+                    \"/\" = { wsgi = \"site:create_app()\" }\n";
+        let c = parse(text).unwrap();
+        let l = &c.listeners[0];
+        assert_eq!(l.apps, vec![("/healthz".to_string(), "healthz".to_string())]);
+        assert_eq!(
+            l.wsgi,
+            vec![
+                ("/api".to_string(), "myproject.wsgi:application".to_string()),
+                ("/".to_string(), "site:create_app()".to_string())
+            ]
+        );
+        assert!(!l.default_apps);
+        let again = parse(&c.to_toml()).unwrap();
+        assert_eq!(again.listeners[0].wsgi, l.wsgi);
+        assert_eq!(again.listeners[0].apps, l.apps);
+        // Only WSGI apps: not "nothing mounted".
+        let only = parse(&text.replace("\"/healthz\" = \"healthz\"\n", "")).unwrap();
+        assert!(only.warnings().is_empty(), "{:?}", only.warnings());
     }
 }

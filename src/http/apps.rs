@@ -43,6 +43,7 @@ impl App for Echo {
         let len = body.len();
         Ok(Response {
             status: 200,
+            reason: None,
             headers: vec![("Content-Type".into(), content_type)],
             body: ResponseBody::Stream(Box::new(body), Some(len)),
         })

@@ -20,6 +20,7 @@
 //! `Connection: close`. A turn serves at most `TURN_REQUESTS` requests (and reads at
 //! most `TURN_BYTES` of body) before it yields the thread to other connections.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::TcpStream;
@@ -33,7 +34,7 @@ use crate::http::forwarded;
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
 use crate::http::response::{self, Encoded, Framing};
-use crate::http::{Body, Request, Response, Version};
+use crate::http::{Body, DisconnectProbe, Request, Response, Version};
 use crate::pool::panic_message;
 use crate::shared::Shared;
 
@@ -270,6 +271,7 @@ fn read_more(conn: &mut Conn) -> io::Result<usize> {
             match (&*conn.stream).read(&mut buf[..]) {
                 Ok(n) => {
                     conn.input.extend_from_slice(&buf[..n]);
+                    conn.heard |= n > 0;
                     return Ok(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -323,7 +325,7 @@ fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool)
 /// Calls the app for a complete request and sends its response.
 fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) -> Sent {
     let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
-    let (head, started, mut body, body_len) = match incoming.finish() {
+    let (head, started, body, body_len) = match incoming.finish() {
         Ok(parts) => parts,
         Err(e) => {
             tracing::error!(request = id, error = %e, "cannot read back the stored request body; answering 500");
@@ -359,10 +361,11 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                     peer,
                     scheme: scheme.map_or("http", |s| s.as_str()),
                     local: conn.local,
-                    listener: &listener.name,
-                    script_name,
+                    listener: Cow::Borrowed(&listener.name),
+                    script_name: Cow::Borrowed(script_name),
                     id,
-                    body: Body { inner: &mut body, len: body_len },
+                    body: Body::received(body, body_len),
+                    probe: DisconnectProbe::socket(&conn.stream),
                 };
                 let called = catch_unwind(AssertUnwindSafe(|| app.call(req)));
                 let failure = match called {

@@ -8,8 +8,8 @@
 //! The server owns framing (`Content-Length` or chunked, `HEAD`, `100-continue`,
 //! keep-alive, `Date`), limits and error answers; the app never sees the socket.
 //!
-//! ```no_run
-//! use spindle::http::{App, AppResult, Request, Response};
+//! ```
+//! use spindle::http::{app_fn, App, AppResult, Request, Response};
 //!
 //! struct Hello;
 //! impl App for Hello {
@@ -17,6 +17,11 @@
 //!         Ok(Response::text(200, format!("hello from {}\n", req.path())))
 //!     }
 //! }
+//!
+//! // The same as a closure, and called without a socket, as a unit test would:
+//! let hello = app_fn(|req| Ok(Response::text(200, format!("hello from {}\n", req.path()))));
+//! let req = Request::builder().target("/x").build().unwrap();
+//! assert_eq!(hello.call(req).unwrap().status, 200);
 //! ```
 
 pub(crate) mod apps;
@@ -27,9 +32,14 @@ pub(crate) mod parse;
 pub(crate) mod receive;
 pub(crate) mod response;
 
-use std::io::{self, Read};
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::borrow::Cow;
+use std::fmt;
+use std::io::{self, Cursor, Read};
+use std::marker::PhantomData;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Weak};
+
+use receive::ReceivedBody;
 
 pub use parse::Version;
 
@@ -53,16 +63,60 @@ pub trait App: Send + Sync + 'static {
     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a>;
 }
 
+/// A shared app is an app: one instance mounted at several prefixes or listeners.
+impl<A: App + ?Sized> App for Arc<A> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+        (**self).call(req)
+    }
+}
+
+/// Makes an [`App`] of a closure (hyper's `service_fn`): per-mount state is whatever
+/// the closure captures.
+///
+/// ```
+/// use spindle::http::{app_fn, Response};
+/// let greeting = String::from("hi");
+/// let app = app_fn(move |_req| Ok(Response::text(200, greeting.clone())));
+/// # let _ = spindle::Server::builder(spindle::Config::embedded_default()).mount("/hi", app);
+/// ```
+pub fn app_fn<F>(f: F) -> AppFn<F>
+where
+    F: for<'a> Fn(Request<'a>) -> AppResult<'a> + Send + Sync + 'static,
+{
+    AppFn(f)
+}
+
+/// A closure as an [`App`]; made by [`app_fn`].
+pub struct AppFn<F>(F);
+
+impl<F> App for AppFn<F>
+where
+    F: for<'a> Fn(Request<'a>) -> AppResult<'a> + Send + Sync + 'static,
+{
+    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+        (self.0)(req)
+    }
+}
+
 /// A request as an app sees it.
 pub struct Request<'a> {
     pub(crate) head: parse::Head,
     pub(crate) peer: SocketAddr,
     pub(crate) scheme: &'static str,
     pub(crate) local: SocketAddr,
-    pub(crate) listener: &'a str,
-    pub(crate) script_name: &'a str,
+    pub(crate) listener: Cow<'a, str>,
+    pub(crate) script_name: Cow<'a, str>,
     pub(crate) id: u64,
     pub(crate) body: Body<'a>,
+    pub(crate) probe: DisconnectProbe,
+}
+
+impl Request<'static> {
+    /// Builds a request without a socket, for unit tests of an app (tiny-http's
+    /// `TestRequest`).
+    pub fn builder() -> RequestBuilder {
+        RequestBuilder::default()
+    }
 }
 
 impl<'a> Request<'a> {
@@ -129,15 +183,31 @@ impl<'a> Request<'a> {
     }
     /// The listener's name from the config.
     pub fn listener(&self) -> &str {
-        self.listener
+        &self.listener
     }
     /// The mount prefix this app is served under (WSGI `SCRIPT_NAME`; "" at "/").
     pub fn script_name(&self) -> &str {
-        self.script_name
+        &self.script_name
     }
     /// The path below the mount prefix (WSGI `PATH_INFO`).
     pub fn path_info(&self) -> &str {
         &self.head.path[self.script_name.len().min(self.head.path.len())..]
+    }
+    /// Every header in order with its value's exact bytes (OWS trimmed): what
+    /// [`Request::headers`] gives, without the lossy decoding of obs-text (a WSGI
+    /// server hands these on as latin-1).
+    pub fn header_fields(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.head.headers.iter().enumerate().map(|(i, (name, value))| {
+            let raw = self.head.raw_values.iter().find(|(at, _)| *at == i).map(|(_, raw)| raw.as_slice());
+            (name.as_str(), raw.unwrap_or(value.as_bytes()))
+        })
+    }
+    /// A handle that tells whether this request's client has gone (closed or reset
+    /// its connection) while the app works: a long-running app can poll it and give
+    /// up (waitress's `waitress.client_disconnected`). `Send + 'static`; it does not
+    /// keep the connection open.
+    pub fn disconnect_probe(&self) -> DisconnectProbe {
+        self.probe.clone()
     }
     /// A process-unique id, also in the access log line.
     pub fn id(&self) -> u64 {
@@ -150,6 +220,11 @@ impl<'a> Request<'a> {
     /// The body, by value (to stream it into a response).
     pub fn into_body(self) -> Body<'a> {
         self.body
+    }
+    /// Takes the body out, leaving an empty one: an owned `Read + Send + 'static`
+    /// that may outlive the request (a bridge hands it to another runtime).
+    pub fn take_body(&mut self) -> Body<'static> {
+        std::mem::replace(&mut self.body, Body::from_bytes(Vec::new())).into_owned()
     }
 
     /// The CGI/WSGI environ: `REQUEST_METHOD`, `SCRIPT_NAME`, `PATH_INFO`,
@@ -205,13 +280,26 @@ impl<'a> Request<'a> {
 
 /// The request body as a `Read`: complete (the server receives it whole before the
 /// app is called, so reading it never waits on the network), de-chunked, at most
-/// `max_body_bytes`.
+/// `max_body_bytes`. It owns what the server received (memory, or an unnamed
+/// temporary file for a large body); the lifetime only ties it to its request by
+/// default, and [`Body::into_owned`] drops even that.
 pub struct Body<'a> {
-    pub(crate) inner: &'a mut (dyn Read + 'a),
-    pub(crate) len: u64,
+    inner: ReceivedBody,
+    len: u64,
+    _request: PhantomData<&'a ()>,
 }
 
 impl Body<'_> {
+    pub(crate) fn received(inner: ReceivedBody, len: u64) -> Body<'static> {
+        Body { inner, len, _request: PhantomData }
+    }
+
+    /// A body of these bytes (for requests built in tests).
+    pub fn from_bytes(bytes: Vec<u8>) -> Body<'static> {
+        let len = bytes.len() as u64;
+        Body::received(ReceivedBody::Memory(Cursor::new(bytes)), len)
+    }
+
     /// The body's length in bytes (de-chunked).
     pub fn len(&self) -> u64 {
         self.len
@@ -221,11 +309,192 @@ impl Body<'_> {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+
+    /// The same body, unbound from its request: `Read + Send + 'static`.
+    pub fn into_owned(self) -> Body<'static> {
+        Body { inner: self.inner, len: self.len, _request: PhantomData }
+    }
 }
 
 impl Read for Body<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.inner.read(buf)
+    }
+}
+
+/// Tells whether a request's client has gone; made by [`Request::disconnect_probe`].
+#[derive(Clone, Debug)]
+pub struct DisconnectProbe(Probe);
+
+#[derive(Clone, Debug)]
+enum Probe {
+    /// The connection's socket; once the connection is closed, the client is gone.
+    Socket(Weak<TcpStream>),
+    /// A request built without a socket: a fixed answer.
+    Fixed(bool),
+}
+
+impl DisconnectProbe {
+    pub(crate) fn socket(stream: &Arc<TcpStream>) -> DisconnectProbe {
+        DisconnectProbe(Probe::Socket(Arc::downgrade(stream)))
+    }
+
+    /// Whether the client has closed or reset its connection (or the server has
+    /// closed it). Asks the socket without reading from it (`poll(2)` for RDHUP/HUP;
+    /// a few microseconds). A client that only half-closed its sending side after the
+    /// request (`shutdown(SHUT_WR)`) counts as gone too, as in waitress.
+    pub fn is_gone(&self) -> bool {
+        match &self.0 {
+            Probe::Socket(weak) => weak.upgrade().is_none_or(|stream| crate::conn::hung_up(&stream)),
+            Probe::Fixed(gone) => *gone,
+        }
+    }
+}
+
+/// Builds a [`Request`] without a socket (see [`Request::builder`]). Defaults:
+/// `GET / HTTP/1.1`, `Host: localhost`, no body, peer `127.0.0.1:40000`, local
+/// `127.0.0.1:8080`, listener `"http"`, mounted at "/". The head is run through the
+/// server's own parser, so the request is exactly what a client sending it would
+/// make.
+pub struct RequestBuilder {
+    method: String,
+    target: String,
+    version: Version,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    peer: SocketAddr,
+    local: SocketAddr,
+    listener: String,
+    script_name: String,
+    gone: bool,
+}
+
+impl Default for RequestBuilder {
+    fn default() -> Self {
+        RequestBuilder {
+            method: "GET".into(),
+            target: "/".into(),
+            version: Version::Http11,
+            headers: Vec::new(),
+            body: Vec::new(),
+            peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
+            local: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listener: "http".into(),
+            script_name: String::new(),
+            gone: false,
+        }
+    }
+}
+
+/// Why [`RequestBuilder::build`] could not make a request: what a server would have
+/// answered with a 4xx.
+#[derive(Debug)]
+pub struct BuildError(String);
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid test request: {}", self.0)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl RequestBuilder {
+    /// The method (`POST`).
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = method.into();
+        self
+    }
+    /// The request-target (`/a%20b?x=1`).
+    pub fn target(mut self, target: &str) -> Self {
+        self.target = target.into();
+        self
+    }
+    /// HTTP/1.0 or HTTP/1.1.
+    pub fn version(mut self, version: Version) -> Self {
+        self.version = version;
+        self
+    }
+    /// Adds a header (`Host: localhost` is added unless one is given).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// The body; `Content-Length` is added unless a framing header is given.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+    /// The client's address.
+    pub fn peer(mut self, peer: SocketAddr) -> Self {
+        self.peer = peer;
+        self
+    }
+    /// The local address the client connected to.
+    pub fn local(mut self, local: SocketAddr) -> Self {
+        self.local = local;
+        self
+    }
+    /// The listener's name.
+    pub fn listener(mut self, name: &str) -> Self {
+        self.listener = name.into();
+        self
+    }
+    /// The mount prefix (`SCRIPT_NAME`), which the path must start with.
+    pub fn script_name(mut self, prefix: &str) -> Self {
+        self.script_name = prefix.trim_end_matches('/').into();
+        self
+    }
+    /// What the request's [`DisconnectProbe`] answers.
+    pub fn client_gone(mut self, gone: bool) -> Self {
+        self.gone = gone;
+        self
+    }
+
+    /// Parses the head as the server would and makes the request.
+    pub fn build(self) -> Result<Request<'static>, BuildError> {
+        let has = |name: &str| self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        let version = match self.version {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        };
+        let mut text = format!("{} {} {version}\r\n", self.method, self.target);
+        if !has("host") {
+            text.push_str("Host: localhost\r\n");
+        }
+        for (name, value) in &self.headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !self.body.is_empty() && !has("content-length") && !has("transfer-encoding") {
+            text.push_str(&format!("Content-Length: {}\r\n", self.body.len()));
+        }
+        text.push_str("\r\n");
+        let limits = parse::HeadLimits {
+            max_header_bytes: usize::MAX,
+            max_headers: usize::MAX,
+            max_uri_bytes: usize::MAX,
+            max_body_bytes: u64::MAX,
+        };
+        let head = match parse::parse_head(text.as_bytes(), &limits) {
+            Ok(parse::Parsed::Complete { head, .. }) => head,
+            Ok(parse::Parsed::Partial) => return Err(BuildError("incomplete head".into())),
+            Err(e) => return Err(BuildError(format!("{} ({})", e.reason(), e.status()))),
+        };
+        let under = head.path.strip_prefix(self.script_name.as_str());
+        if !under.is_some_and(|rest| rest.is_empty() || rest.starts_with('/')) {
+            return Err(BuildError(format!("path {:?} is not under script_name {:?}", head.path, self.script_name)));
+        }
+        Ok(Request {
+            head,
+            peer: self.peer,
+            scheme: "http",
+            local: self.local,
+            listener: Cow::Owned(self.listener),
+            script_name: Cow::Owned(self.script_name),
+            id: 0,
+            body: Body::from_bytes(self.body),
+            probe: DisconnectProbe(Probe::Fixed(self.gone)),
+        })
     }
 }
 
@@ -246,6 +515,9 @@ pub enum ResponseBody<'a> {
 pub struct Response<'a> {
     /// Status code (100..=999).
     pub status: u16,
+    /// The reason phrase; `None`: the standard one for the status (`Not Found`). A
+    /// WSGI app's own (`404 NOT FOUND` from Werkzeug) is sent as it gave it.
+    pub reason: Option<String>,
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
@@ -255,7 +527,7 @@ pub struct Response<'a> {
 impl<'a> Response<'a> {
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
-        Response { status, headers: Vec::new(), body: ResponseBody::Empty }
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Empty }
     }
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
@@ -265,13 +537,20 @@ impl<'a> Response<'a> {
     pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
         Response {
             status,
+            reason: None,
             headers: vec![("Content-Type".into(), content_type.into())],
             body: ResponseBody::Bytes(body),
         }
     }
     /// A streamed response of unknown length.
     pub fn stream(status: u16, body: impl Read + 'a) -> Self {
-        Response { status, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+    }
+    /// Sets the reason phrase (tab, space, visible ASCII and obs-text only, RFC 9112
+    /// §4; anything else is the app's mistake, answered 500).
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self
     }
     /// Adds a header.
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
@@ -320,6 +599,96 @@ mod tests {
         fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
             Ok(Response::empty(204))
         }
+    }
+
+    #[test]
+    fn a_closure_is_an_app_and_a_request_is_built_without_a_socket() {
+        let prefix = String::from("seen");
+        let app = app_fn(move |mut req| {
+            let mut body = String::new();
+            req.body().read_to_string(&mut body)?;
+            let text = format!("{prefix} {} {} {} {body}", req.method(), req.script_name(), req.path_info());
+            Ok(Response::text(200, text))
+        });
+        let req = Request::builder()
+            .method("POST")
+            .target("/api/items?x=1")
+            .script_name("/api")
+            .header("X-A", "1")
+            .body("hello")
+            .build()
+            .unwrap();
+        assert_eq!(req.query(), "x=1");
+        assert_eq!(req.header("content-length"), Some("5"));
+        assert_eq!(req.header("host"), Some("localhost"));
+        let resp = app.call(req).unwrap();
+        assert!(matches!(resp.body, ResponseBody::Bytes(ref b) if b == b"seen POST /api /items hello"));
+
+        // What the server's parser refuses, the builder refuses too.
+        for bad in [
+            Request::builder().target("no-slash").build(),
+            Request::builder().header("Bad Name", "v").build(),
+            Request::builder().target("/other").script_name("/api").build(),
+        ] {
+            assert!(bad.is_err());
+        }
+    }
+
+    #[test]
+    fn a_taken_body_is_owned_and_can_go_to_another_thread() {
+        let mut req = Request::builder().method("PUT").body(vec![7u8; 100]).build().unwrap();
+        let body: Body<'static> = req.take_body();
+        assert!(req.body().is_empty());
+        let read = std::thread::spawn(move || {
+            let mut body = body;
+            let mut all = Vec::new();
+            body.read_to_end(&mut all).map(|_| all)
+        });
+        assert_eq!(read.join().unwrap().unwrap(), vec![7u8; 100]);
+    }
+
+    #[test]
+    fn header_fields_keep_the_bytes_of_obs_text() {
+        // Built from raw bytes through the parser: a latin-1 value is not UTF-8.
+        let limits = parse::HeadLimits {
+            max_header_bytes: 1 << 16,
+            max_headers: 100,
+            max_uri_bytes: 1 << 16,
+            max_body_bytes: 0,
+        };
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xe9\r\n\r\n";
+        let Ok(parse::Parsed::Complete { head, .. }) = parse::parse_head(raw, &limits) else { panic!("parse") };
+        let mut req = Request::builder().build().unwrap();
+        req.head = head;
+        let fields: Vec<(&str, &[u8])> = req.header_fields().collect();
+        assert_eq!(fields, vec![("Host", &b"a"[..]), ("X-Name", &b"caf\xe9"[..])]);
+    }
+
+    #[test]
+    fn the_disconnect_probe_sees_a_client_close_without_reading() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let server = Arc::new(server);
+        let probe = DisconnectProbe::socket(&server);
+        // Unread bytes from the client do not look like a close.
+        client.write_all(b"pipelined").unwrap();
+        assert!(!probe.is_gone());
+        drop(client);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !probe.is_gone() {
+            assert!(std::time::Instant::now() < deadline, "close not seen");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // Once the server has closed the connection, the probe says gone too.
+        let server2 = Arc::new(std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap());
+        let probe2 = DisconnectProbe::socket(&server2);
+        assert!(!probe2.is_gone());
+        drop(server2);
+        assert!(probe2.is_gone());
+        assert!(Request::builder().client_gone(true).build().unwrap().disconnect_probe().is_gone());
+        assert!(!Request::builder().build().unwrap().disconnect_probe().is_gone());
     }
 
     #[test]

@@ -117,6 +117,15 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
     if !(200..=999).contains(&resp.status) {
         return Err(Refused(format!("status {} is not a final status code", resp.status)));
     }
+    // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) (RFC 9112 §4): no CR or LF
+    // to split the head with.
+    if let Some(r) = &resp.reason {
+        if r.is_empty() || r.chars().any(|c| c != '\t' && (c.is_control() || c == '\u{7f}' || u32::from(c) > 0xff)) {
+            return Err(Refused(format!(
+                "reason phrase {r:?} is empty or has control characters or characters beyond ISO-8859-1"
+            )));
+        }
+    }
     let mut declared = None;
     for (name, value) in &resp.headers {
         if !is_token(name) {
@@ -124,6 +133,11 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
         }
         if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(Refused(format!("header {name} has CR, LF or NUL in its value")));
+        }
+        if let Some(c) = value.chars().find(|c| u32::from(*c) > 0xff) {
+            return Err(Refused(format!(
+                "header {name} has {c:?} in its value: field values are ISO-8859-1 text (RFC 9110 §5.5), sent one byte a character"
+            )));
         }
         let lower = name.to_ascii_lowercase();
         if lower == "content-length" {
@@ -176,7 +190,7 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
     let mut keep_alive = framing.keep_alive;
     let mut head = String::with_capacity(256);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", reason(status));
+    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", resp.reason.as_deref().unwrap_or(reason(status)));
     head.push_str("Date: ");
     date(&mut head);
     head.push_str("\r\n");
@@ -228,7 +242,7 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
         head.push_str("Connection: keep-alive\r\n");
     }
     head.push_str("\r\n");
-    let mut out = head.into_bytes();
+    let mut out = latin1(head);
     match stream {
         Some((r, mode)) => (Encoded::Streamed(out, r, mode), keep_alive),
         None => {
@@ -399,6 +413,17 @@ pub fn imf_fixdate(secs: u64) -> String {
     )
 }
 
+/// A response head as bytes: each character is one ISO-8859-1 byte (`check` refused
+/// any beyond U+00FF). HTTP field values are octets whose historical charset is
+/// ISO-8859-1 (RFC 9110 §5.5), and PEP 3333 has WSGI servers send header strings
+/// encoded so: `é` in a value is the one byte 0xE9, not UTF-8's two.
+fn latin1(head: String) -> Vec<u8> {
+    if head.is_ascii() {
+        return head.into_bytes();
+    }
+    head.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -416,6 +441,26 @@ mod tests {
     }
 
     #[test]
+    fn an_apps_reason_phrase_is_sent_and_the_standard_one_otherwise() {
+        let framing = Framing { version: Version::Http11, head_only: false, keep_alive: true };
+        for (resp, line) in [
+            (Response::empty(404).with_reason("NOT FOUND"), &b"HTTP/1.1 404 NOT FOUND\r\n"[..]),
+            (Response::empty(404), b"HTTP/1.1 404 Not Found\r\n"),
+        ] {
+            let (Encoded::Buffered(out), _) = encode(resp, framing, None) else { panic!("buffered") };
+            assert!(out.starts_with(line), "{}", String::from_utf8_lossy(&out));
+        }
+    }
+
+    #[test]
+    fn header_values_go_out_as_iso_8859_1() {
+        let resp = Response::text(200, "x").with_header("X-Latin", "caf\u{e9}");
+        let framing = Framing { version: Version::Http11, head_only: false, keep_alive: true };
+        let (Encoded::Buffered(out), _) = encode(resp, framing, None) else { panic!("buffered") };
+        assert!(out.windows(13).any(|w| w == b"X-Latin: caf\xe9"), "{out:?}");
+    }
+
+    #[test]
     fn app_responses_that_would_split_or_reframe_are_refused() {
         let cases: Vec<(Response<'static>, bool)> = vec![
             (Response::text(200, "x").with_header("X-Ok", "fine"), true),
@@ -427,6 +472,11 @@ mod tests {
             (Response::text(200, "x").with_header("Content-Length", "1"), true),
             (Response::text(200, "x").with_header("Content-Length", "2"), false),
             (Response::empty(101), false),
+            (Response::empty(404).with_reason("NOT FOUND"), true),
+            (Response::empty(404).with_reason("x\r\nSet-Cookie: a=b"), false),
+            (Response::empty(404).with_reason(""), false),
+            (Response::text(200, "x").with_header("X-Latin", "caf\u{e9}"), true),
+            (Response::text(200, "x").with_header("X-Euro", "\u{20ac}"), false),
         ];
         for (i, (mut resp, ok)) in cases.into_iter().enumerate() {
             assert_eq!(check(&mut resp).is_ok(), ok, "case {i}");

@@ -1,0 +1,585 @@
+//! The WSGI bridge (PEP 3333): a Python callable as a spindle [`App`].
+//!
+//! `call` runs on a pool thread. It builds the environ's strings without the GIL,
+//! then takes the GIL to call the app and to iterate its result until the first
+//! non-empty chunk (or the end), so that a `start_response` called late, from inside a
+//! generator, or again with `exc_info`, still decides the status and headers. Then
+//! the headers count as sent and the response goes back to the server: a whole body
+//! when it is known (a list or tuple, or a first chunk as long as the app's
+//! `Content-Length`), else a stream ([`WsgiBody`]) that takes the GIL once per further
+//! chunk. Writing to the client happens with the GIL released, on the server's side.
+//!
+//! `close()` of the app's iterable is called exactly once: when the iterable ends,
+//! when the response is complete, or when the server drops the stream (the client
+//! went away, a `HEAD` request, a failure), from `Drop`, with the GIL.
+//!
+//! Failures: an exception before the response starts is a 500 with the traceback in
+//! the log under the request id; after it started, the stream returns an error and
+//! the server closes the connection. No exception or Python misuse reaches a panic.
+
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
+use spindle::http::{App, AppResult, Request, Response, ResponseBody, Version};
+
+use crate::io::{Errors, FileWrapper, Input};
+
+/// Headers the server owns (RFC 9110 §7.6.1); PEP 3333 forbids them to apps, and, as
+/// gunicorn does, the bridge drops them rather than fail the response.
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection"];
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A loaded WSGI callable.
+pub struct WsgiApp {
+    app: Py<PyAny>,
+    file_wrapper: Py<PyAny>,
+    spec: String,
+}
+
+impl WsgiApp {
+    /// Imports `MODULE:NAME` (gunicorn's form: `NAME` may be dotted or `factory()`;
+    /// `MODULE` alone means `MODULE:application`) and logs which Python runs it. The
+    /// error names the spec and ends with the traceback's last line.
+    pub fn load(py: Python<'_>, spec: &str) -> Result<WsgiApp, String> {
+        let (module, name) = spec.split_once(':').unwrap_or((spec, "application"));
+        let failed = |e: PyErr| {
+            let (last, traceback) = describe(py, &e);
+            tracing::debug!(target: "spindle::wsgi", traceback = %traceback, "import traceback");
+            format!("cannot load the WSGI app {spec:?} (module {module:?}): {last}")
+        };
+        if module.is_empty() || name.is_empty() {
+            return Err(format!("{spec:?} is not MODULE:CALLABLE"));
+        }
+        let mut obj = py.import(module).map_err(failed)?.into_any();
+        let (path, call) = match name.strip_suffix("()") {
+            Some(factory) => (factory, true),
+            None => (name, false),
+        };
+        for attr in path.split('.') {
+            obj = obj.getattr(attr).map_err(failed)?;
+        }
+        if call {
+            obj = obj.call0().map_err(failed)?;
+        }
+        if !obj.is_callable() {
+            return Err(format!("cannot load the WSGI app {spec:?}: {name} in module {module:?} is not callable"));
+        }
+        let sys = py.import("sys").map_err(failed)?;
+        let version: String = sys
+            .getattr("version")
+            .and_then(|v| v.extract::<String>())
+            .map(|v| v.split_whitespace().next().unwrap_or("").to_string())
+            .unwrap_or_default();
+        // `sys._is_gil_enabled` exists from 3.13; before, the GIL is always on.
+        let gil = match sys.getattr("_is_gil_enabled") {
+            Ok(f) => f.call0().and_then(|v| v.extract::<bool>()).unwrap_or(true),
+            Err(_) => true,
+        };
+        let free_threaded_build = py
+            .import("sysconfig")
+            .and_then(|s| s.call_method1("get_config_var", ("Py_GIL_DISABLED",)))
+            .and_then(|v| v.extract::<Option<i64>>())
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+            == 1;
+        tracing::info!(
+            target: "spindle::wsgi",
+            app = spec,
+            python = %version,
+            free_threaded_build,
+            gil = if gil { "enabled" } else { "disabled" },
+            "{}",
+            if gil {
+                "WSGI app loaded; Python runs one app thread at a time (the GIL), every socket read and write happens without it"
+            } else {
+                "WSGI app loaded; free-threaded Python: app threads run in parallel"
+            }
+        );
+        let file_wrapper = py.get_type::<FileWrapper>().into_any().unbind();
+        Ok(WsgiApp { app: obj.unbind(), file_wrapper, spec: spec.to_string() })
+    }
+}
+
+/// The environ's strings, made before the GIL is taken. Values are latin-1
+/// "bytes-as-str" (PEP 3333): each byte one code point.
+struct Environ {
+    vars: Vec<(String, String)>,
+    /// `wsgi.url_scheme`: "https" only when a trusted proxy said so.
+    scheme: String,
+}
+
+/// Bytes as a latin-1 `str`.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
+}
+
+/// `%XX` decoded, bytes as they come (PATH_INFO is the decoded path, RFC 3875 §4.1.5).
+fn percent_decode(raw: &str) -> Vec<u8> {
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+impl Environ {
+    fn of(req: &Request<'_>, body_len: u64) -> Environ {
+        let script = req.script_name().as_bytes();
+        let path = percent_decode(req.raw_path());
+        // The router matched the prefix on the decoded path, so it is there.
+        let path_info = path.strip_prefix(script).unwrap_or(&path);
+        let mut vars = vec![
+            ("REQUEST_METHOD".to_string(), req.method().to_string()),
+            ("SCRIPT_NAME".to_string(), latin1(script)),
+            ("PATH_INFO".to_string(), latin1(path_info)),
+            ("QUERY_STRING".to_string(), req.query().to_string()),
+            ("RAW_URI".to_string(), req.target().to_string()),
+            (
+                "SERVER_PROTOCOL".to_string(),
+                match req.version() {
+                    Version::Http10 => "HTTP/1.0",
+                    Version::Http11 => "HTTP/1.1",
+                }
+                .to_string(),
+            ),
+            ("REMOTE_ADDR".to_string(), req.peer().ip().to_string()),
+            ("REMOTE_PORT".to_string(), req.peer().port().to_string()),
+            ("SERVER_PORT".to_string(), req.local().port().to_string()),
+        ];
+        let host = req.header("host").filter(|h| !h.is_empty());
+        let server_name = host
+            .map(|h| match h.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|c| c.is_ascii_digit()) => name,
+                _ => h,
+            })
+            .map_or_else(|| req.local().ip().to_string(), str::to_string);
+        vars.push(("SERVER_NAME".to_string(), server_name));
+        let mut content_length = false;
+        for (name, value) in req.header_fields() {
+            // A header with `_` would collide with a `-` one in the environ (header
+            // spoofing past a proxy that checks one spelling): dropped, as gunicorn
+            // (CVE-2024-1135 era) and nginx do.
+            if name.contains('_') {
+                continue;
+            }
+            let key = match name.to_ascii_uppercase().replace('-', "_") {
+                k if k == "CONTENT_TYPE" || k == "CONTENT_LENGTH" => {
+                    content_length |= k == "CONTENT_LENGTH";
+                    k
+                }
+                k => format!("HTTP_{k}"),
+            };
+            let value = latin1(value);
+            match vars.iter_mut().find(|(k, _)| *k == key) {
+                // Repeated: joined (RFC 9110 §5.3); a cookie header with "; ".
+                Some((k, v)) => {
+                    v.push_str(if k == "HTTP_COOKIE" { "; " } else { ", " });
+                    v.push_str(&value);
+                }
+                None => vars.push((key, value)),
+            }
+        }
+        // A chunked body was de-chunked: its length is known now, and apps that do
+        // not honour wsgi.input_terminated (Django) need it.
+        if !content_length && body_len > 0 {
+            vars.push(("CONTENT_LENGTH".to_string(), body_len.to_string()));
+        }
+        Environ { vars, scheme: req.scheme().to_string() }
+    }
+}
+
+/// A `start_response` call: status code, reason phrase, headers.
+type Started = (u16, Option<String>, Vec<(String, String)>);
+
+/// What `start_response` and `write` record, shared with the response stream.
+#[derive(Default)]
+struct Status {
+    /// What the latest `start_response` said.
+    started: Option<Started>,
+    /// The status and headers have gone to the server (no more changes).
+    sent: bool,
+    /// Bytes given to `write()`, not yet sent: they go before the iterable's.
+    written: Vec<u8>,
+}
+
+/// The `start_response` callable; `write` is its method, returned by each call.
+#[pyclass(module = "spindle_wsgi", frozen)]
+pub struct StartResponse {
+    status: Arc<Mutex<Status>>,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        status: &Bound<'py, PyAny>,
+        headers: &Bound<'py, PyAny>,
+        exc_info: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.get();
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let state = lock(&this.status);
+            match exc_info {
+                // PEP 3333: with exc_info after the headers went out, re-raise.
+                Some(info) if state.sent => {
+                    let value = info.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+                Some(_) => {}
+                None if state.started.is_some() => {
+                    return Err(PyAssertionError::new_err(
+                        "start_response called a second time without exc_info (PEP 3333)",
+                    ))
+                }
+                None => {}
+            }
+        }
+        let status: String = status
+            .extract()
+            .map_err(|_| PyTypeError::new_err(format!("status must be a str, not {}", type_name(status))))?;
+        let code = status
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<u16>().ok())
+            .filter(|_| status.as_bytes().get(3).is_none_or(|&b| b == b' '))
+            .ok_or_else(|| PyAssertionError::new_err(format!("status {status:?} is not \"NNN reason\"")))?;
+        let headers = headers
+            .cast::<PyList>()
+            .map_err(|_| PyTypeError::new_err(format!("headers must be a list, not {}", type_name(headers))))?;
+        let mut list = Vec::with_capacity(headers.len());
+        for item in headers.iter() {
+            let pair = item.cast::<PyTuple>().map_err(|_| {
+                PyTypeError::new_err(format!("each header must be a (name, value) tuple, not {}", type_name(&item)))
+            })?;
+            let (name, value): (String, String) =
+                pair.extract().map_err(|_| PyTypeError::new_err(format!("header {pair} is not a pair of str")))?;
+            if HOP_BY_HOP.contains(&name.to_ascii_lowercase().as_str()) {
+                tracing::debug!(target: "spindle::wsgi", header = %name, "hop-by-hop header from the app dropped");
+                continue;
+            }
+            list.push((name, value));
+        }
+        let reason = status.get(4..).filter(|r| !r.is_empty()).map(str::to_string);
+        lock(&this.status).started = Some((code, reason, list));
+        slf.getattr("write")
+    }
+
+    /// PEP 3333's legacy `write(data)`: the bytes go out before the iterable's.
+    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let bytes = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data))))?;
+        let mut state = lock(&self.status);
+        if state.started.is_none() {
+            return Err(PyAssertionError::new_err("write() called before start_response()"));
+        }
+        state.written.extend_from_slice(bytes.as_bytes());
+        Ok(())
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// An exception's last traceback line (`KeyError: 'x'`) and the whole traceback.
+fn describe(py: Python<'_>, e: &PyErr) -> (String, String) {
+    let whole = py
+        .import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (e.get_type(py), e.value(py), e.traceback(py))))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map(|lines| lines.concat())
+        .unwrap_or_else(|_| e.to_string());
+    let last = whole.trim_end().lines().last().unwrap_or("").to_string();
+    (last, whole)
+}
+
+/// Logs an exception from the app with its traceback, under the request id.
+fn log_exception(py: Python<'_>, request: u64, what: &str, e: &PyErr) -> String {
+    let (last, traceback) = describe(py, e);
+    tracing::error!(target: "spindle::wsgi", request, "{what}: {last}\n{}", traceback.trim_end());
+    last
+}
+
+/// The rest of a response: the app's iterable, pulled a chunk at a time with the GIL.
+pub struct WsgiBody {
+    status: Arc<Mutex<Status>>,
+    /// The app's return value, for `close()`; `None` once closed.
+    result: Option<Py<PyAny>>,
+    /// Its iterator; `None` once exhausted.
+    iter: Option<Py<PyIterator>>,
+    /// A chunk (or `write()` bytes) pulled, not yet sent: `pending[pos..]`.
+    pending: Vec<u8>,
+    pos: usize,
+    request: u64,
+}
+
+impl WsgiBody {
+    /// Calls `close()` on the result, once; an exception there is logged.
+    fn close(&mut self, py: Python<'_>) {
+        self.iter = None;
+        if let Some(result) = self.result.take() {
+            let result = result.bind(py);
+            match result.hasattr("close") {
+                Ok(true) => {
+                    if let Err(e) = result.call_method0("close") {
+                        log_exception(py, self.request, "exception in the WSGI iterable's close()", &e);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    log_exception(py, self.request, "exception in the WSGI iterable's close()", &e);
+                }
+            }
+        }
+    }
+
+    /// Moves `write()` bytes into `pending` (they come before the next chunk).
+    fn take_written(&mut self) {
+        let mut state = lock(&self.status);
+        if !state.written.is_empty() {
+            self.pending.drain(..self.pos);
+            self.pos = 0;
+            self.pending.append(&mut state.written);
+        }
+    }
+
+    /// Pulls the next non-empty chunk into `pending`; `Ok(false)` at the end (then the
+    /// iterable has been closed).
+    fn pull(&mut self, py: Python<'_>) -> PyResult<bool> {
+        loop {
+            self.take_written();
+            if self.pos < self.pending.len() {
+                return Ok(true);
+            }
+            let Some(iter) = &self.iter else { return Ok(false) };
+            let next = iter.bind(py).clone().next();
+            match next {
+                None => {
+                    self.close(py);
+                    self.take_written();
+                    return Ok(self.pos < self.pending.len());
+                }
+                Some(Err(e)) => return Err(e),
+                Some(Ok(chunk)) => {
+                    let bytes = chunk.cast::<PyBytes>().map_err(|_| {
+                        PyTypeError::new_err(format!(
+                            "the WSGI iterable yielded {}; chunks must be bytes (PEP 3333)",
+                            type_name(&chunk)
+                        ))
+                    })?;
+                    self.pending.clear();
+                    self.pos = 0;
+                    self.pending.extend_from_slice(bytes.as_bytes());
+                }
+            }
+        }
+    }
+}
+
+impl Read for WsgiBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.pending.len() {
+            self.pending.clear();
+            self.pos = 0;
+            let pulled = Python::attach(|py| {
+                self.pull(py).map_err(|e| {
+                    let last = log_exception(
+                        py,
+                        self.request,
+                        "exception in the WSGI iterable after the response started; closing the connection",
+                        &e,
+                    );
+                    io::Error::other(format!("the WSGI iterable raised {last}"))
+                })
+            })?;
+            if !pulled {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.pos);
+        buf[..n].copy_from_slice(&self.pending[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl Drop for WsgiBody {
+    fn drop(&mut self) {
+        if self.result.is_some() {
+            // The interpreter outlives the server (the command's main thread joins every
+            // worker before returning to Python); try_attach is for an embedder whose
+            // does not.
+            let _ = Python::try_attach(|py| self.close(py));
+        }
+    }
+}
+
+impl App for WsgiApp {
+    fn call<'a>(&self, mut req: Request<'a>) -> AppResult<'a> {
+        let body = req.take_body();
+        let environ = Environ::of(&req, body.len());
+        let id = req.id();
+        drop(req);
+        Python::attach(|py| self.call_py(py, environ, body, id))
+    }
+}
+
+impl WsgiApp {
+    fn call_py(
+        &self,
+        py: Python<'_>,
+        environ: Environ,
+        body: spindle::http::Body<'static>,
+        id: u64,
+    ) -> AppResult<'static> {
+        let fail = |what: &str, e: PyErr| -> spindle::http::AppError {
+            let last = log_exception(py, id, what, &e);
+            format!("WSGI app {} raised {last} (traceback logged)", self.spec).into()
+        };
+        let env = self.environ_dict(py, environ, body, id).map_err(|e| fail("cannot build the WSGI environ", e))?;
+        let status = Arc::new(Mutex::new(Status::default()));
+        let start_response = Bound::new(py, StartResponse { status: Arc::clone(&status) })
+            .map_err(|e| fail("cannot make start_response", e))?;
+        let result =
+            self.app.bind(py).call1((env, start_response)).map_err(|e| fail("exception in the WSGI app", e))?;
+        let mut stream = WsgiBody {
+            status: Arc::clone(&status),
+            result: Some(result.clone().unbind()),
+            iter: None,
+            pending: Vec::new(),
+            pos: 0,
+            request: id,
+        };
+        // A list or tuple is the whole body: join it (one write, Content-Length).
+        let whole = if let Ok(list) = result.cast::<PyList>() {
+            Some(join(list.iter()))
+        } else if let Ok(tuple) = result.cast::<PyTuple>() {
+            Some(join(tuple.iter()))
+        } else {
+            None
+        };
+        let mut ended = false;
+        match whole {
+            Some(Ok(bytes)) => {
+                stream.take_written();
+                stream.pending.extend_from_slice(&bytes);
+                stream.close(py);
+                ended = true;
+            }
+            Some(Err(e)) => {
+                stream.close(py);
+                return Err(fail("the WSGI app's response", e));
+            }
+            None => {
+                match PyIterator::from_object(&result) {
+                    Ok(iter) => stream.iter = Some(iter.unbind()),
+                    Err(e) => {
+                        stream.close(py);
+                        return Err(fail("the WSGI app returned something not iterable", e));
+                    }
+                }
+                // Until a non-empty chunk or the end: start_response may come late.
+                if let Err(e) = stream.pull(py) {
+                    stream.close(py);
+                    return Err(fail("exception in the WSGI app (before the response started)", e));
+                }
+                if stream.result.is_none() {
+                    ended = true;
+                }
+            }
+        }
+        let (code, reason, headers) = {
+            let mut state = lock(&status);
+            state.sent = true;
+            match state.started.take() {
+                Some(s) => s,
+                None => {
+                    drop(state);
+                    stream.close(py);
+                    return Err(format!("WSGI app {} returned without calling start_response", self.spec).into());
+                }
+            }
+        };
+        let declared = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        let have = (stream.pending.len() - stream.pos) as u64;
+        // The whole body is here: the iterable ended, or its first chunk is all that the
+        // app's Content-Length announces (stop iterating, PEP 3333 allows it; close).
+        let complete = ended || declared == Some(have);
+        let body = if complete && declared.is_none_or(|n| n == have) {
+            stream.close(py);
+            let bytes = stream.pending.split_off(stream.pos);
+            ResponseBody::Bytes(bytes)
+        } else {
+            // The server frames it: the app's Content-Length (checked, and the
+            // connection closed if the app gives less), else chunked or
+            // close-delimited.
+            ResponseBody::Stream(Box::new(stream), None)
+        };
+        Ok(Response { status: code, reason, headers, body })
+    }
+
+    fn environ_dict<'py>(
+        &self,
+        py: Python<'py>,
+        environ: Environ,
+        body: spindle::http::Body<'static>,
+        id: u64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let env = PyDict::new(py);
+        for (k, v) in environ.vars {
+            env.set_item(k, v)?;
+        }
+        env.set_item("wsgi.url_scheme", environ.scheme)?;
+        env.set_item("wsgi.version", (1, 0))?;
+        env.set_item("wsgi.input", Bound::new(py, Input::new(body))?)?;
+        env.set_item("wsgi.errors", Bound::new(py, Errors::new(id))?)?;
+        env.set_item("wsgi.multithread", true)?;
+        env.set_item("wsgi.multiprocess", false)?;
+        env.set_item("wsgi.run_once", false)?;
+        env.set_item("wsgi.input_terminated", true)?;
+        env.set_item("wsgi.file_wrapper", self.file_wrapper.bind(py))?;
+        env.set_item("SERVER_SOFTWARE", concat!("spindle-wsgi/", env!("CARGO_PKG_VERSION")))?;
+        env.set_item("spindle.request_id", id)?;
+        Ok(env)
+    }
+}
+
+/// The items of a list or tuple, which must all be bytes, joined.
+fn join<'py>(items: impl Iterator<Item = Bound<'py, PyAny>>) -> PyResult<Vec<u8>> {
+    let mut out = Vec::new();
+    for item in items {
+        let bytes = item.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "the WSGI response contains {}; chunks must be bytes (PEP 3333)",
+                type_name(&item)
+            ))
+        })?;
+        out.extend_from_slice(bytes.as_bytes());
+    }
+    Ok(out)
+}
