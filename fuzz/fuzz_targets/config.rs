@@ -15,7 +15,15 @@ fuzz_target!(|data: &[u8]| {
         Ok(config) => {
             let printed = config.to_toml();
             match Config::parse(&printed, "printed.toml") {
-                Ok(again) => assert_eq!(again, config, "round trip through:\n{printed}"),
+                Ok(mut again) => {
+                    // `check` writes a listener's default apps table out, so it comes
+                    // back as written: the same apps, no longer marked as defaulted.
+                    for (b, l) in again.listeners.iter_mut().zip(&config.listeners) {
+                        assert!(!b.default_apps, "a written apps table read back as defaulted");
+                        b.default_apps = l.default_apps;
+                    }
+                    assert_eq!(again, config, "round trip through:\n{printed}")
+                }
                 Err(e) => panic!("print-config output refused: {e}\n{printed}"),
             }
         }
