@@ -397,10 +397,13 @@ impl Server {
             queue_capacity = stats.queue_capacity,
             "ready"
         );
-        shared.notifier.ready(&shared.status_line());
+        // The hook (the daemon's ready file) runs before READY=1: a SIGUSR2
+        // predecessor drains and removes its own ready file once it hears READY, and
+        // must find this process's file there by then, not remove it.
         if let Some(hook) = on_ready {
             hook(&addrs);
         }
+        shared.notifier.ready(&shared.status_line());
 
         let mut threads_joined = 0;
         let report = match acceptor.join() {
