@@ -287,6 +287,7 @@ fn a_connection_accepted_just_before_a_stop_is_served_when_its_request_follows()
     assert!(response.starts_with("HTTP/1.1 200") && response.contains("\r\nConnection: close\r\n"), "{response:?}");
     assert_eq!(echo_once(&mut e, b"ping\n"), b"ping\n");
     drop(e);
-    assert_eq!(daemon.wait_exit(Duration::from_secs(20)).and_then(|s| s.code()), Some(0));
+    let status = daemon.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log.text());
     assert!(daemon.log.text().contains("cut=0"), "{}", daemon.log.text());
 }
