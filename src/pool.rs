@@ -478,11 +478,15 @@ fn worker_loop<S: Source>(inner: Arc<Inner<S>>, id: usize, slot: Arc<Slot>) {
             Take::Closed => break true,
         }
     };
+    // Recorded as done and uncounted in one hold of the lock: `shutdown` checks the
+    // count under the same lock, so when it sees 0 every exited thread is in `done`.
+    // (Uncounting first let a descheduled thread be reported stuck, twice in a row
+    // under load, and the daemon exit 1 after a clean drain.)
+    let mut st = inner.lock();
+    st.done.push(id);
     if counted {
         inner.threads.fetch_sub(1, Ordering::SeqCst);
     }
-    let mut st = inner.lock();
-    st.done.push(id);
     drop(st);
     inner.exited.notify_all();
 }
