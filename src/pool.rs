@@ -147,6 +147,9 @@ struct Worker {
 #[derive(Default)]
 struct Slot {
     tid: AtomicI32,
+    /// `/proc/self/task/TID/syscall`, opened by the first sample and re-read from
+    /// offset 0 by each later one (an open and a path walk less per look).
+    syscall_file: Mutex<Option<std::fs::File>>,
     busy: AtomicBool,
     /// Jobs started: unchanged between two samples and `busy` means one job spanned
     /// the whole interval.
@@ -226,9 +229,15 @@ impl<S: Source> Pool<S> {
     /// if it was asleep, and not on a futex, at this call and the previous one, in the
     /// same job. 0 for a CPU-bound load; about N while N workers wait on I/O or a sleep.
     pub(crate) fn sample_blocked(&self) -> usize {
+        let mut samples = self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
+        // At the bound nothing could grow: no /proc reads (with 200 workers asleep in
+        // their jobs, they cost the acceptor a tenth of a CPU).
+        if self.inner.threads.load(Ordering::SeqCst) >= self.inner.max.load(Ordering::SeqCst) {
+            samples.clear();
+            return 0;
+        }
         let slots: Vec<(usize, Arc<Slot>)> =
             self.inner.lock().handles.iter().map(|w| (w.id, Arc::clone(&w.slot))).collect();
-        let mut samples = self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
         let mut blocked = 0;
         let mut fresh = HashMap::with_capacity(slots.len());
         for (id, slot) in slots {
@@ -359,27 +368,34 @@ fn sanitize(mut size: PoolSize) -> PoolSize {
     size
 }
 
-/// Whether a worker is asleep on something outside the process: its state in
-/// `/proc/self/task/TID/stat` is `S` or `D` and it is not inside `futex(2)` (a lock or a
+/// Whether a worker is asleep on something outside the process: it is not runnable and
+/// sleeps in a system call other than `futex(2)` (`/proc/self/task/TID/syscall`; a lock or a
 /// condvar: waiting for another thread, which more threads would not cure; measured,
 /// counting those grew the pool to 43 threads on lot-lock waits under `wrk -c50` on
 /// hello). A runnable thread (`R`) waiting for a CPU is busy, not blocked. Without
 /// /proc a busy worker counts as asleep: growth on long jobs, as the first design.
 fn asleep_on_the_world(slot: &Slot) -> bool {
     #[cfg(target_arch = "x86_64")]
-    const FUTEX: &str = "202";
+    const FUTEX: &[u8] = b"202";
     #[cfg(target_arch = "aarch64")]
-    const FUTEX: &str = "98";
+    const FUTEX: &[u8] = b"98";
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    const FUTEX: &str = "";
-    let tid = slot.tid.load(Ordering::SeqCst);
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")) else { return true };
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
-    if !matches!(state, Some('S' | 'D')) {
-        return false;
+    const FUTEX: &[u8] = b"";
+    // `syscall` answers both questions at once: "running" for a thread that is
+    // runnable (the kernel reads a syscall only off a task that is not), else the
+    // number of the call it sleeps in.
+    let mut file = slot.syscall_file.lock().unwrap_or_else(|e| e.into_inner());
+    if file.is_none() {
+        let tid = slot.tid.load(Ordering::SeqCst);
+        *file = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")).ok();
     }
-    let syscall = std::fs::read_to_string(format!("/proc/self/task/{tid}/syscall")).unwrap_or_default();
-    FUTEX.is_empty() || syscall.split_ascii_whitespace().next() != Some(FUTEX)
+    let Some(f) = file.as_ref() else { return true };
+    let mut buf = [0u8; 32];
+    let Ok(n) = std::os::unix::fs::FileExt::read_at(f, &mut buf, 0) else { return true };
+    let first = buf[..n].split(|b| b.is_ascii_whitespace()).next().unwrap_or(b"");
+    // A number: in that call, and not runnable; -1: asleep outside a call (stopped).
+    let in_call = !first.is_empty() && first.iter().all(|b| b.is_ascii_digit());
+    in_call && (FUTEX.is_empty() || first != FUTEX)
 }
 
 fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
@@ -575,9 +591,10 @@ mod tests {
 
     #[test]
     fn blocked_workers_are_measured_as_blocked_and_spinning_ones_are_not() {
-        // Two jobs that sleep, sampled twice across one interval.
+        // Two jobs that sleep, sampled twice across one interval (below max: at it,
+        // nothing is sampled, as nothing could grow).
         let q = Arc::new(Queue::default());
-        let pool = Pool::new(size(2, 2, None), Arc::clone(&q), |spin: bool| {
+        let pool = Pool::new(size(2, 3, None), Arc::clone(&q), |spin: bool| {
             let until = Instant::now() + Duration::from_millis(300);
             while Instant::now() < until {
                 if !spin {
