@@ -45,7 +45,7 @@ fn header_value(s: &str) -> Result<(), String> {
 /// hello: a floor of 2 gave 1.18x the requests per second of a floor of 4, and 1.3x per
 /// CPU-second); a blocking one grows the pool from there (`pool.rs`).
 pub fn default_min_threads() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, 64)
+    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, 256)
 }
 
 section! {
@@ -53,8 +53,12 @@ section! {
     pub struct PoolConfig in "pool" finish pool_finish {
         /// Workers kept even when idle; at least 1.
         pub min_threads: usize = count(1) => default_min_threads();
-        /// Most workers; at least `min_threads`.
-        pub max_threads: usize = count(1) => 64;
+        /// Most workers; at least `min_threads`. The pool grows only while workers are
+        /// blocked in their jobs, so this bounds what a blocking app may use, not what a
+        /// CPU-bound one gets: 256 threads serve a 20 ms backend at up to 12,800 req/s
+        /// (64, the first default, capped it at 3,200, below eventlet's 1,000 green
+        /// threads on the same Flask app).
+        pub max_threads: usize = count(1) => 256;
         /// Jobs that may wait for a worker; at least 1.
         pub queue_capacity: usize = count(1) => 1024;
         /// Idle time after which a worker above `min_threads` exits; `None`
