@@ -112,10 +112,18 @@ type Handler<J> = Box<dyn Fn(J) + Send + Sync>;
 /// see `ServerBuilder::wrap_worker_threads`.
 pub(crate) type ThreadWrap = Arc<dyn Fn(&mut (dyn FnMut() + Send)) + Send + Sync>;
 
+/// How worker threads are made: an optional wrapper around each one's loop, and a
+/// stack size (`None`: Rust's default, 2 MiB).
+#[derive(Clone, Default)]
+pub(crate) struct ThreadSpec {
+    pub(crate) wrap: Option<ThreadWrap>,
+    pub(crate) stack_size: Option<usize>,
+}
+
 struct Inner<S: Source> {
     source: Arc<S>,
     handler: Handler<S::Job>,
-    wrap: Option<ThreadWrap>,
+    threads_spec: ThreadSpec,
     state: Mutex<State>,
     exited: Condvar,
     /// Mirrors of the sizing, read by workers without the lock.
@@ -170,21 +178,21 @@ impl<S: Source> Pool<S> {
         source: Arc<S>,
         handler: impl Fn(S::Job) + Send + Sync + 'static,
     ) -> Result<Self, SpawnError> {
-        Self::with_wrap(size, source, handler, None)
+        Self::with_threads(size, source, handler, ThreadSpec::default())
     }
 
-    /// As `new`, each thread's loop run inside `wrap` when there is one.
-    pub(crate) fn with_wrap(
+    /// As `new`, each thread made as `spec` says.
+    pub(crate) fn with_threads(
         size: PoolSize,
         source: Arc<S>,
         handler: impl Fn(S::Job) + Send + Sync + 'static,
-        wrap: Option<ThreadWrap>,
+        spec: ThreadSpec,
     ) -> Result<Self, SpawnError> {
         let size = sanitize(size);
         let inner = Arc::new(Inner {
             source,
             handler: Box::new(handler),
-            wrap,
+            threads_spec: spec,
             state: Mutex::new(State { next_id: 1, handles: Vec::new(), done: Vec::new() }),
             exited: Condvar::new(),
             threads: AtomicUsize::new(0),
@@ -408,7 +416,7 @@ fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
     let slot = Arc::new(Slot::default());
     inner.threads.fetch_add(1, Ordering::SeqCst);
     let (for_thread, for_slot) = (Arc::clone(inner), Arc::clone(&slot));
-    let wrap = inner.wrap.clone();
+    let wrap = inner.threads_spec.wrap.clone();
     let body = move || {
         let mut run = Some(move || worker_loop(for_thread, id, for_slot));
         let mut once = || {
@@ -423,7 +431,11 @@ fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
         // thread that never takes a job and never says it left.
         once();
     };
-    match thread::Builder::new().name(name.clone()).spawn(body) {
+    let mut builder = thread::Builder::new().name(name.clone());
+    if let Some(bytes) = inner.threads_spec.stack_size {
+        builder = builder.stack_size(bytes);
+    }
+    match builder.spawn(body) {
         Ok(handle) => {
             inner.lock().handles.push(Worker { id, name, handle, slot });
             Ok(())

@@ -26,7 +26,7 @@ use crate::control::{Control, ServerHandle};
 use crate::http::{App, Router};
 use crate::listener::{self, BindError, ListenerCtx};
 use crate::lot::Lot;
-use crate::pool::{Pool, SpawnError, ThreadWrap};
+use crate::pool::{Pool, SpawnError, ThreadSpec};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
@@ -98,7 +98,7 @@ pub struct ServerBuilder {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
-    wrap_workers: Option<ThreadWrap>,
+    worker_threads: ThreadSpec,
     upgrade_command: Option<(PathBuf, Vec<std::ffi::OsString>)>,
     systemd: bool,
 }
@@ -156,7 +156,16 @@ impl ServerBuilder {
     /// Python thread state per worker this way, so `threading.local` data (database
     /// connections) lasts across requests.
     pub fn wrap_worker_threads(mut self, wrap: impl Fn(&mut (dyn FnMut() + Send)) + Send + Sync + 'static) -> Self {
-        self.wrap_workers = Some(Arc::new(wrap));
+        self.worker_threads.wrap = Some(Arc::new(wrap));
+        self
+    }
+
+    /// Each worker thread's stack size in bytes (at least 64 KiB); by default Rust's
+    /// 2 MiB, ample for Rust apps. An embedded interpreter may need more: C code under
+    /// a deep Python recursion is what the WSGI bridge gives 8 MiB for (the stack of
+    /// the threads Python starts itself, from `ulimit -s`).
+    pub fn worker_stack_size(mut self, bytes: usize) -> Self {
+        self.worker_threads.stack_size = Some(bytes.max(64 * 1024));
         self
     }
 
@@ -285,7 +294,7 @@ impl ServerBuilder {
             config_path: self.config_path,
             on_log_level: self.on_log_level,
             on_ready: self.on_ready,
-            wrap_workers: self.wrap_workers,
+            worker_threads: self.worker_threads,
         })
     }
 }
@@ -302,7 +311,7 @@ pub struct Server {
     config_path: Option<PathBuf>,
     on_log_level: Option<signals::LogLevelHook>,
     on_ready: Option<ReadyHook>,
-    wrap_workers: Option<ThreadWrap>,
+    worker_threads: ThreadSpec,
     upgrade: Option<upgrade::Plan>,
 }
 
@@ -316,7 +325,7 @@ impl Server {
             config_path: None,
             on_log_level: None,
             on_ready: None,
-            wrap_workers: None,
+            worker_threads: ThreadSpec::default(),
             upgrade_command: None,
             systemd: false,
         }
@@ -346,11 +355,11 @@ impl Server {
         let pool = {
             let for_workers = Arc::clone(&shared);
             Arc::new(
-                Pool::with_wrap(
+                Pool::with_threads(
                     pool_size(&config),
                     Arc::clone(&shared.lot),
                     move |job| serve(job, &for_workers),
-                    self.wrap_workers.take(),
+                    std::mem::take(&mut self.worker_threads),
                 )
                 .map_err(StartError::Spawn)?,
             )

@@ -25,6 +25,9 @@ use spindle::daemon::{self, EXIT_CONFIG};
 use spindle::http::App;
 use spindle::ServerBuilder;
 
+/// Each worker thread's stack: see `mount`.
+const WORKER_STACK: usize = 8 << 20;
+
 /// The config without `--config`: one HTTP listener on gunicorn's default address,
 /// serving only the app.
 const DEFAULT_TOML: &str = r#"
@@ -174,7 +177,10 @@ fn mount(mut builder: ServerBuilder, mounts: &[(String, String, String)]) -> Res
     // requests: attaching for a request then only takes the GIL, and
     // `threading.local` data (a database connection) outlives the request, as on
     // gunicorn's threads. Without it each request would make and destroy one.
-    Ok(builder.wrap_worker_threads(|run| Python::attach(|py| py.detach(run))))
+    // 8 MiB stacks, as the threads Python starts itself get (`ulimit -s`): C code under
+    // a deep Python recursion (the interpreter's limit is 1,000 frames) can overflow
+    // Rust's default 2 MiB, and a stack overflow aborts the whole server.
+    Ok(builder.worker_stack_size(WORKER_STACK).wrap_worker_threads(|run| Python::attach(|py| py.detach(run))))
 }
 
 /// `HOST:PORT` to an address (`localhost:8000`, `0.0.0.0:80`, `[::1]:8000`).

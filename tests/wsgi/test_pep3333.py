@@ -259,6 +259,15 @@ def test_write_callable(pep_server):
     assert resp.body == b"written-1;written-2;returned-3;returned-4"
 
 
+def test_deep_recursion_through_c_does_not_overflow_the_thread(pep_server):
+    # Threads Python starts get 8 MiB stacks (ulimit -s), where this depth takes about
+    # 2.3 MiB; on Rust's default 2 MiB the worker overflowed and the whole server died
+    # (SIGSEGV). The same server answers next.
+    resp = get(pep_server.port, "/deep?depth=3500")
+    assert ok_json(resp) == {"depth": 3500}
+    assert get(pep_server.port, "/hello").status == 200
+
+
 def test_generator_close_is_called(pep_server):
     tok = token()
     resp = get(pep_server.port, f"/gen?n=3&token={tok}")

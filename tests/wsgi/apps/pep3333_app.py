@@ -192,6 +192,10 @@ class RecordingBytesIO(io.BytesIO):
         super().close()
 
 
+def deep(n):
+    return 0 if n == 0 else 1 + sum(map(deep, [n - 1]))
+
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     q = query(environ)
@@ -203,6 +207,13 @@ def app(environ, start_response):
             return respond(start_response, RECORD.get(token, []))
     if path == "/hello":
         return respond(start_response, b"Hello, World!\n", ctype="text/plain")
+    if path == "/deep":
+        # Recursion every level of which goes through C (sum, map), so each is a C
+        # stack frame too, as in a deep template or serializer; apps that recurse deep
+        # raise the interpreter's limit, as this one does.
+        depth = int(q.get("depth", "900"))
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), depth + 100))
+        return respond(start_response, {"depth": deep(depth)})
     if path == "/input":
         mode = q.get("mode", "read_n")
         _, facts = read_input(environ, mode, int(q.get("n", "8192")))
