@@ -126,6 +126,9 @@ class Server:
         raise StartError(f"unknown server kind {self.kind!r}")
 
     def start(self):
+        # A second start would orphan the first process (a test once did: `start()`,
+        # then `with srv:`).
+        assert self.proc is None, f"{self.kind} server started twice"
         cmd = self.command()
         if self.kind == "spindle":
             cmd += self.args
