@@ -23,6 +23,9 @@
 #                 (and /echo mounted, the target of the slow-body attack).
 # gunicorn and waitress run 4 threads, tiny_http 4 threads, hyper 2 tokio workers, astra
 # its default pool (15 threads per core).
+# Workload 9 is bench/wsgi.sh (a Flask app on spindle-wsgi and the Python servers, its own
+# venv and results file <date>-wsgi.md), run at the same duration and rounds; it adds
+# about 10 minutes at the default, 2 with --quick.
 #
 # Usage: [SPINDLE_BIN=path] bench/run.sh [--quick]
 #   SPINDLE_BIN  run this spindle binary instead of building target/release/spindle
@@ -712,6 +715,7 @@ main() {
   w5_echo_lat
   w6_stop
   w8_slow
+  w9_wsgi
   local elapsed=$(( $(date +%s) - T_START ))
   "$VENV/bin/python" "$BENCH/report.py" plotdata "$DATA" >"$WORK/hello.dat"
   plot "$WORK/hello.dat"
@@ -731,10 +735,22 @@ main() {
       echo; echo '```toml'; cat "$WORK/$n.effective.toml"; echo '```'; echo; echo "</details>"
     done
     echo; echo 'Workload 6 uses the first with `[server] graceful_timeout = "10s"` added.'
+    echo; echo "Workload 9 (WSGI: one Flask app on spindle-wsgi, gunicorn, waitress, granian and"
+    echo "eventlet) is in [\`$DATE-wsgi.md\`]($DATE-wsgi.md), written by \`bench/wsgi.sh\`."
+
     echo; echo '`$WORK/nginx/nginx.conf`:'
     echo; echo '```nginx'; sed "s#$WORK#\$WORK#g; s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/nginx/nginx.conf"; echo '```'
   } >"$OUT_MD"
   log "done in ${elapsed}s: $OUT_MD, $PLOT (raw: $RAW)"
+}
+
+# Workload 9: the WSGI benchmark (issue 10), its own script and results file, at this
+# run's duration and rounds. Its servers are started and stopped by bench/wsgi_bench.py.
+w9_wsgi() {
+  log "workload 9: WSGI (bench/wsgi.sh --duration $DUR --rounds $ROUNDS)"
+  if ! "$BENCH/wsgi.sh" --duration "$DUR" --rounds "$ROUNDS" >"$WORK/wsgi.out" 2>&1; then
+    note "workload 9 (bench/wsgi.sh) failed; its output ends: $(tail -n 3 "$WORK/wsgi.out" | tr '\n' ' ')"
+  fi
 }
 
 plot() {
