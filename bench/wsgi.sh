@@ -50,5 +50,8 @@ else
 fi
 
 OUT="bench/results/$(date -u +%F)-wsgi.md"
+# A second run the same day does not overwrite the first (results are committed).
+n=2
+while [ -e "$OUT" ]; do OUT="bench/results/$(date -u +%F)-wsgi-run$n.md"; n=$((n + 1)); done
 exec "$VENV/bin/python" bench/wsgi_bench.py --venv "$ROOT/$VENV" ${SPINDLE:+--spindle "$SPINDLE"} \
   --spindle-note "$NOTE" --out "$OUT" --command "$CMD" "$@"
