@@ -280,3 +280,99 @@ fn mount_on_serves_an_app_on_one_listener_only_and_an_unknown_name_fails_the_bui
     let err = Server::builder(config).mount_on("c", "/", named("nowhere")).build().err().expect("no listener c");
     assert!(err.to_string().contains("\"c\""), "{err}");
 }
+
+/// Reads from `s` until `want` has arrived (or the read timeout fails the test).
+fn read_until(s: &mut std::net::TcpStream, got: &mut Vec<u8>, want: &[u8]) {
+    let mut buf = [0; 4096];
+    while find(got, want).is_none() {
+        match s.read(&mut buf) {
+            Ok(0) => {
+                panic!("closed before {:?}; got {:?}", String::from_utf8_lossy(want), String::from_utf8_lossy(got))
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("read: {e}; got {:?}", String::from_utf8_lossy(got)),
+        }
+    }
+}
+
+#[test]
+fn an_early_response_reaches_the_client_while_the_app_runs_and_the_returned_body_follows() {
+    // The app sends its head and a first chunk, then waits until the test has read
+    // them: only a server that sends at once lets it go on.
+    let (seen_tx, seen_rx) = mpsc::channel::<()>();
+    let seen_rx = Mutex::new(seen_rx);
+    let app = spindle::http::app_fn(move |req| {
+        let early = req.early_response().ok_or("no socket")?;
+        if req.path() == "/plain" {
+            return Ok(Response::text(200, "not started\n"));
+        }
+        early.start(200, None, vec![("Content-Type".into(), "text/plain".into())])?;
+        early.write(b"first;")?;
+        seen_rx.lock().unwrap().recv_timeout(Duration::from_secs(10))?;
+        early.write(b"")?;
+        early.write(b"second;")?;
+        // Status and headers returned after a start are not sent; the body follows.
+        Ok(Response::text(500, "returned"))
+    });
+    let (addr, handle, runner) = serve("min_threads = 2", app);
+    let mut s = connect(addr);
+    s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    read_until(&mut s, &mut got, b"first;\r\n");
+    let text = String::from_utf8_lossy(&got).to_string();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("Transfer-Encoding: chunked\r\n") && text.contains("Content-Type: text/plain\r\n"), "{text}");
+    seen_tx.send(()).unwrap();
+    read_until(&mut s, &mut got, b"0\r\n\r\n");
+    let text = String::from_utf8_lossy(&got).to_string();
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(body, "6\r\nfirst;\r\n7\r\nsecond;\r\n8\r\nreturned\r\n0\r\n\r\n");
+    // Kept alive: the next request on the same connection is answered as usual.
+    s.write_all(b"GET /plain HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n") && rest.ends_with("\r\n\r\nnot started\n"), "{rest}");
+    handle.stop();
+    runner.join().unwrap();
+}
+
+#[test]
+fn an_early_response_is_framed_by_the_apps_content_length_and_cut_when_the_app_fails() {
+    let app = spindle::http::app_fn(|req| {
+        let early = req.early_response().ok_or("no socket")?;
+        let exact = req.path() == "/exact";
+        let headers = if exact { vec![("Content-Length".into(), "10".into())] } else { Vec::new() };
+        early.start(201, Some("Made".into()), headers)?;
+        early.write(b"12345")?;
+        if exact {
+            assert!(early.write(b"123456").is_err(), "more than Content-Length is refused");
+            return Ok(Response::text(200, "67890"));
+        }
+        Err("failed after starting".into())
+    });
+    let (addr, handle, runner) = serve("min_threads = 1", app);
+    let (status, head, body) = request(addr, "GET /exact HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 201, "{head}");
+    assert!(head.starts_with("HTTP/1.1 201 Made\r\n") && head.contains("Content-Length: 10"), "{head}");
+    assert_eq!(body, b"1234567890");
+    // A HEAD gets the head only, the app's writes discarded.
+    let (status, head, body) = request(addr, "HEAD /exact HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((status, body.len()), (201, 0), "{head}");
+    // Failing after the head went out: no 500 can be sent; the chunked body is never
+    // ended, and the connection closes.
+    let mut s = connect(addr);
+    s.write_all(b"GET /fail HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 201 Made\r\n") && text.ends_with("5\r\n12345\r\n"), "{text}");
+    handle.stop();
+    runner.join().unwrap();
+}
+
+#[test]
+fn a_request_built_without_a_socket_has_no_early_response() {
+    let req = Request::builder().build().unwrap();
+    assert!(req.early_response().is_none());
+}

@@ -24,7 +24,7 @@ use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
-use spindle::http::{App, AppResult, Request, Response, ResponseBody, Version};
+use spindle::http::{App, AppResult, EarlyResponse, Request, Response, ResponseBody, Version};
 
 use crate::io::{Errors, FileWrapper, Input};
 
@@ -240,7 +240,8 @@ struct Status {
     started: Option<Started>,
     /// The status and headers have gone to the server (no more changes).
     sent: bool,
-    /// Bytes given to `write()`, not yet sent: they go before the iterable's.
+    /// Bytes given to `write()`, not yet sent: they go before the iterable's (only
+    /// without an early response, i.e. a request that has no connection).
     written: Vec<u8>,
 }
 
@@ -248,6 +249,8 @@ struct Status {
 #[pyclass(module = "spindle_wsgi", frozen)]
 pub struct StartResponse {
     status: Arc<Mutex<Status>>,
+    /// Sends `write()` data as it comes: the first non-empty write sends the head.
+    early: Option<EarlyResponse>,
 }
 
 #[pymethods]
@@ -308,17 +311,35 @@ impl StartResponse {
         slf.getattr("write")
     }
 
-    /// PEP 3333's legacy `write(data)`: the bytes go out before the iterable's.
-    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// PEP 3333's `write(data)`: the bytes are sent before it returns (the first
+    /// non-empty call sends the status and headers first), without the GIL. A client
+    /// that went away is an `OSError` (`BrokenPipeError`) in the app, as on gunicorn.
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let bytes = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data))))?;
         let mut state = lock(&self.status);
-        if state.started.is_none() {
+        let Some((code, reason, headers)) = state.started.clone() else {
             return Err(PyAssertionError::new_err("write() called before start_response()"));
+        };
+        let Some(early) = &self.early else {
+            state.written.extend_from_slice(bytes.as_bytes());
+            return Ok(());
+        };
+        if bytes.as_bytes().is_empty() {
+            return Ok(());
         }
-        state.written.extend_from_slice(bytes.as_bytes());
-        Ok(())
+        let start = !state.sent;
+        state.sent = true;
+        drop(state);
+        let data = bytes.as_bytes().to_vec();
+        py.detach(|| {
+            if start {
+                early.start(code, reason, headers)?;
+            }
+            early.write(&data)
+        })
+        .map_err(PyErr::from)
     }
 }
 
@@ -461,8 +482,9 @@ impl App for WsgiApp {
         let body = req.take_body();
         let environ = Environ::of(&req, body.len());
         let id = req.id();
+        let early = req.early_response();
         drop(req);
-        Python::attach(|py| self.call_py(py, environ, body, id))
+        Python::attach(|py| self.call_py(py, environ, body, id, early))
     }
 }
 
@@ -473,6 +495,7 @@ impl WsgiApp {
         environ: Environ,
         body: spindle::http::Body<'static>,
         id: u64,
+        early: Option<EarlyResponse>,
     ) -> AppResult<'static> {
         let fail = |what: &str, e: PyErr| -> spindle::http::AppError {
             let last = log_exception(py, id, what, &e);
@@ -480,7 +503,7 @@ impl WsgiApp {
         };
         let env = self.environ_dict(py, environ, body, id).map_err(|e| fail("cannot build the WSGI environ", e))?;
         let status = Arc::new(Mutex::new(Status::default()));
-        let start_response = Bound::new(py, StartResponse { status: Arc::clone(&status) })
+        let start_response = Bound::new(py, StartResponse { status: Arc::clone(&status), early })
             .map_err(|e| fail("cannot make start_response", e))?;
         let result =
             self.app.bind(py).call1((env, start_response)).map_err(|e| fail("exception in the WSGI app", e))?;
@@ -492,6 +515,25 @@ impl WsgiApp {
             pos: 0,
             request: id,
         };
+        if lock(&status).sent {
+            // write() has sent the head: the iterable is the rest of the body, which
+            // the server sends after what was written (status and headers not again).
+            return match PyIterator::from_object(&result) {
+                Ok(iter) => {
+                    stream.iter = Some(iter.unbind());
+                    Ok(Response {
+                        status: 200,
+                        reason: None,
+                        headers: Vec::new(),
+                        body: ResponseBody::Stream(Box::new(stream), None),
+                    })
+                }
+                Err(e) => {
+                    stream.close(py);
+                    Err(fail("the WSGI app returned something not iterable", e))
+                }
+            };
+        }
         // A list or tuple is the whole body: join it (one write, Content-Length).
         let whole = if let Ok(list) = result.cast::<PyList>() {
             Some(join(list.iter()))

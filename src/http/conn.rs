@@ -30,6 +30,7 @@ use std::time::Instant;
 
 use crate::config::Limits;
 use crate::conn::{write_now, Conn, Next, Phase};
+use crate::http::early::{self, EarlyResponse};
 use crate::http::forwarded;
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
@@ -349,6 +350,12 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
     let head_only = head.method == "HEAD";
     let wants_keep_alive = head.keep_alive && conn.requests < ctx.limits.max_requests_per_connection;
     let options_star = head.method == "OPTIONS" && head.target == "*";
+    let early_slot = std::sync::OnceLock::new();
+    // Its own handle on the socket: what the app returns may borrow the request, and
+    // must not hold `conn` borrowed while the response is sent.
+    let early_stream = std::sync::Arc::clone(&conn.stream);
+    let early_framing =
+        Framing { version, head_only, keep_alive: wants_keep_alive && !ctx.shared.draining.load(Ordering::SeqCst) };
 
     let (resp, app_failed) = if options_star {
         (Response::empty(200).with_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS"), false)
@@ -366,8 +373,33 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                     id,
                     body: Body::received(body, body_len),
                     probe: DisconnectProbe::socket(&conn.stream),
+                    early: Some(early::Seed {
+                        stream: &early_stream,
+                        framing: early_framing,
+                        server: ctx.server,
+                        min_send_rate: ctx.limits.min_send_rate,
+                        body_timeout: ctx.limits.body_timeout,
+                        slot: &early_slot,
+                    }),
                 };
                 let called = catch_unwind(AssertUnwindSafe(|| app.call(req)));
+                // The app started its response itself: the rest of the body follows
+                // what it wrote, whatever the status and headers it returned.
+                if early_slot.get().is_some_and(EarlyResponse::take_back) {
+                    let rest = match called {
+                        Ok(Ok(resp)) => Some(resp.body),
+                        Ok(Err(e)) => {
+                            tracing::error!(request = id, method = %method, path = %path, error = %e, "the app failed after starting its response; closing");
+                            None
+                        }
+                        Err(panic) => {
+                            tracing::error!(request = id, method = %method, path = %path, panic = %panic_message(&*panic), "the app panicked after starting its response; closing");
+                            None
+                        }
+                    };
+                    let done = early_slot.get().map(|early| early.finish(rest));
+                    return sent_early(ctx, done, Served { id, peer, method: &method, path: &path, started });
+                }
                 let failure = match called {
                     Ok(Ok(mut resp)) => match response::check(&mut resp) {
                         Ok(()) => Ok(resp),
@@ -421,18 +453,54 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
             }
         }
     };
-    ctx.shared.metrics.response(status, started.elapsed());
-    tracing::info!(
-        target: "spindle::access",
-        request = id,
-        peer = %peer,
-        method = %method,
-        path = %path,
-        status,
-        bytes,
-        us = started.elapsed().as_micros() as u64,
-    );
+    let line = Served { id, peer, method: &method, path: &path, started };
+    line.account(ctx, status, bytes);
     sent
+}
+
+/// A request's figures for its metrics and its access line.
+struct Served<'a> {
+    id: u64,
+    peer: std::net::SocketAddr,
+    method: &'a str,
+    path: &'a str,
+    started: Instant,
+}
+
+impl Served<'_> {
+    fn account(&self, ctx: &Ctx<'_>, status: u16, bytes: u64) {
+        ctx.shared.metrics.response(status, self.started.elapsed());
+        tracing::info!(
+            target: "spindle::access",
+            request = self.id,
+            peer = %self.peer,
+            method = %self.method,
+            path = %self.path,
+            status,
+            bytes,
+            us = self.started.elapsed().as_micros() as u64,
+        );
+    }
+}
+
+/// Accounts for a response the app started itself (`EarlyResponse`), once its body
+/// has been ended.
+fn sent_early(ctx: &Ctx<'_>, done: Option<io::Result<early::Started>>, line: Served<'_>) -> Sent {
+    let done = match done {
+        Some(Ok(done)) => done,
+        Some(Err(e)) => {
+            tracing::debug!(request = line.id, peer = %line.peer, error = %e, "response not completed; closing");
+            return Sent::Broken;
+        }
+        None => return Sent::Broken,
+    };
+    ctx.shared.metrics.bytes_out.add(done.wire);
+    line.account(ctx, done.status, done.wire);
+    if done.keep_alive {
+        Sent::KeepAlive
+    } else {
+        Sent::Close
+    }
 }
 
 /// The client went away (reset, broken pipe): normal flow, logged at debug.

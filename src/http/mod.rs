@@ -27,6 +27,7 @@
 pub(crate) mod apps;
 pub(crate) mod body;
 pub(crate) mod conn;
+pub(crate) mod early;
 pub(crate) mod forwarded;
 pub(crate) mod parse;
 pub(crate) mod receive;
@@ -41,6 +42,7 @@ use std::sync::{Arc, Weak};
 
 use receive::ReceivedBody;
 
+pub use early::EarlyResponse;
 pub use parse::Version;
 
 /// What an app returns: a response, or an error the server answers with 500 (or with
@@ -109,6 +111,8 @@ pub struct Request<'a> {
     pub(crate) id: u64,
     pub(crate) body: Body<'a>,
     pub(crate) probe: DisconnectProbe,
+    /// `None` for a request built without a socket.
+    pub(crate) early: Option<early::Seed<'a>>,
 }
 
 impl Request<'static> {
@@ -208,6 +212,12 @@ impl<'a> Request<'a> {
     /// keep the connection open.
     pub fn disconnect_probe(&self) -> DisconnectProbe {
         self.probe.clone()
+    }
+    /// A handle to send the response's head and body bytes before `call` returns
+    /// (PEP 3333's `write()`, progress output): see [`EarlyResponse`]. `None` for a
+    /// request built without a socket ([`Request::builder`]).
+    pub fn early_response(&self) -> Option<EarlyResponse> {
+        self.early.as_ref().map(early::Seed::handle)
     }
     /// A process-unique id, also in the access log line.
     pub fn id(&self) -> u64 {
@@ -494,6 +504,7 @@ impl RequestBuilder {
             id: 0,
             body: Body::from_bytes(self.body),
             probe: DisconnectProbe(Probe::Fixed(self.gone)),
+            early: None,
         })
     }
 }

@@ -282,7 +282,7 @@ impl Pace {
     }
 
     /// Writes all of `buf`, waiting for the client within the pace.
-    fn write_all(&mut self, conn: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_all(&mut self, conn: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             match (&*conn).write(buf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -331,7 +331,13 @@ pub(crate) fn send_stream(
 }
 
 /// Copies a body stream to the client, chunked or not, at most `limit` bytes.
-fn copy(r: &mut dyn Read, conn: &TcpStream, limit: Option<u64>, chunked: bool, pace: &mut Pace) -> io::Result<u64> {
+pub(crate) fn copy(
+    r: &mut dyn Read,
+    conn: &TcpStream,
+    limit: Option<u64>,
+    chunked: bool,
+    pace: &mut Pace,
+) -> io::Result<u64> {
     let mut buf = vec![0u8; STREAM_CHUNK + 32];
     let mut total = 0u64;
     loop {

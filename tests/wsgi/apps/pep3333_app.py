@@ -192,6 +192,14 @@ class RecordingBytesIO(io.BytesIO):
         super().close()
 
 
+RELEASE = {}  # token -> threading.Event, set by GET /release?token=T
+
+
+def release_event(token):
+    with LOCK:
+        return RELEASE.setdefault(token, threading.Event())
+
+
 def deep(n):
     return 0 if n == 0 else 1 + sum(map(deep, [n - 1]))
 
@@ -232,6 +240,17 @@ def app(environ, start_response):
         write(b"")
         write(b"written-2;")
         return [b"returned-3;", b"", b"returned-4"]
+    if path == "/write-wait":
+        # write() data must reach the client while the app runs: the app waits for
+        # the test, which releases it only once it has read the first write.
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"first;")
+        release_event(token).wait(10)
+        write(b"second;")
+        return [b"third"]
+    if path == "/release":
+        release_event(token).set()
+        return respond(start_response, b"released", ctype="text/plain")
     if path == "/gen":
         # A streamed body of unknown length: chunked on 1.1, close-delimited on 1.0.
         n = int(q.get("n", "5"))
