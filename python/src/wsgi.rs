@@ -100,10 +100,18 @@ impl WsgiApp {
             free_threaded_build,
             gil = if gil { "enabled" } else { "disabled" },
             "{}",
-            if gil {
-                "WSGI app loaded; Python runs one app thread at a time (the GIL), every socket read and write happens without it"
-            } else {
-                "WSGI app loaded; free-threaded Python: app threads run in parallel"
+            match (gil, free_threaded_build) {
+                (false, _) => "WSGI app loaded; free-threaded Python: app threads run in parallel",
+                // The GIL is back on: PYTHON_GIL=1 (or -X gil=1), or a C extension
+                // imported so far (the app's or its dependencies') that does not declare
+                // free-threading support; Python names it in a RuntimeWarning on stderr,
+                // and PYTHON_GIL=0 keeps the GIL off anyway.
+                (true, true) => {
+                    "WSGI app loaded; free-threaded Python build but the GIL is enabled (PYTHON_GIL=1, or a module that needs it re-enabled it at import: see the RuntimeWarning above; PYTHON_GIL=0 forces it off): app threads run one at a time"
+                }
+                (true, false) => {
+                    "WSGI app loaded; Python runs one app thread at a time (the GIL), every socket read and write happens without it"
+                }
             }
         );
         let template = base_environ(py).map_err(failed)?;
