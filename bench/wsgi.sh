@@ -16,6 +16,9 @@
 #          [--only NAME...]   (--rounds 3: servers alternate, medians reported)
 #   SPINDLE_WSGI     measure this spindle-wsgi command instead of building ./python
 #   WSGI_BENCH_NOTE  a line for the results about the spindle-wsgi measured
+#   WSGI_BENCH_PYTHON  the interpreter every server runs on; default the distribution's
+#                    /usr/bin/python3 (built with PGO and LTO, as deployments run it;
+#                    a pyenv build without them ran Flask 25% slower here), else python3
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -27,7 +30,24 @@ if ! command -v wrk >/dev/null; then
   apt-get -o DPkg::Lock::Timeout=180 update -qq
   apt-get -o DPkg::Lock::Timeout=180 install -y -qq wrk >/dev/null
 fi
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+PY=${WSGI_BENCH_PYTHON:-}
+if [ -z "$PY" ]; then
+  if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
+fi
+PY_ID="$("$PY" -c 'import sys; print(sys.executable, sys.version.split()[0])')"
+# The venv is remade when the interpreter changes.
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.interpreter" 2>/dev/null)" != "$PY_ID" ]; then
+  rm -rf "$VENV"
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    # Debian's own python3 keeps venv (ensurepip) in a separate package.
+    rm -rf "$VENV"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=180 update -qq
+    apt-get -o DPkg::Lock::Timeout=180 install -y -qq python3-venv >/dev/null
+    "$PY" -m venv "$VENV"
+  fi
+  echo "$PY_ID" >"$VENV/.interpreter"
+fi
 PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
 "${PIP[@]}" install "${PINS[@]}"
 

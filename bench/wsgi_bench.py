@@ -366,7 +366,7 @@ def write(args, rows, raw, cmds):
 Command: `{args.command}` (bench/wsgi.sh, which runs bench/wsgi_bench.py).
 {args.rounds} round(s), servers alternating, {args.duration} s per workload after a {args.warmup} s warm-up
 of the hello route (more than one round: medians; errors added up); machine: {os.cpu_count()} cores ({cpu}), Linux {platform.release()},
-Python {platform.python_version()}. wrk runs on the same 2 cores as the server and
+Python {platform.python_version()} ({getattr(sys, "_base_executable", sys.executable)}, every server). wrk runs on the same 2 cores as the server and
 competes with it for CPU: absolute figures are low, ratios are what to read. Loopback only.
 Load average (1/5/15 min) before the run: {args.load_before}; after: {args.load_after}
 (anything above ~1 means other work shared the 2 cores during the run).
