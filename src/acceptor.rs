@@ -332,7 +332,10 @@ impl Acceptor {
             self.next_tick = now + TICK;
             return;
         }
-        let blocked = self.pool.sample_blocked();
+        let sample = self.pool.sample_blocked();
+        // Nobody running and nothing finished since the last look: one more thread
+        // for whatever the sleepers wait for (see `Blocked::all_asleep`).
+        let blocked = if sample.all_asleep && !progressed { sample.on_the_world.max(1) } else { sample.on_the_world };
         if blocked > 0 {
             let added = self.pool.grow(blocked);
             if added > 0 {

@@ -9,10 +9,12 @@
 //! - **Growth on blocking, not on busyness.** A thread added to a CPU-bound pool only
 //!   adds contention (measured: the first design grew to 64 threads under `wrk -c50`
 //!   on `hello` and lost a third of its throughput). So the pool grows only on
-//!   evidence that busy threads are *asleep* inside a job: `sample_blocked` reads each
-//!   such thread's `/proc/self/task/TID/schedstat` (time on CPU, time waiting to run)
-//!   and counts the wall time that is neither. The acceptor asks when no thread is
-//!   free, and calls `grow` with what it found.
+//!   evidence that busy threads are *asleep* inside a job: `sample_blocked` looks at
+//!   each busy thread's `/proc/self/task/TID/syscall` (runnable, asleep on another
+//!   thread in `futex(2)`, or asleep on the world) and counts those asleep on the world
+//!   at two looks in a row. The acceptor asks when no thread is free, and calls `grow`
+//!   with what it found, or with 1 when every busy thread sleeps and none has finished
+//!   a job since the last look.
 //! - A thread above `min` retires after `idle_timeout` without a job.
 //! - `resize` changes `min`/`max` at run time; a lowered count retires threads as they
 //!   finish their current job, never in the middle of one.
@@ -163,7 +165,30 @@ struct Slot {
 
 #[derive(Clone, Copy)]
 struct Sample {
-    asleep: bool,
+    seen: Seen,
+}
+
+/// What a look at a busy worker found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Seen {
+    /// Runnable: on a CPU or waiting for one.
+    Running,
+    /// Asleep in `futex(2)`: waiting for another thread (a lock, a condvar, the GIL).
+    OnAThread,
+    /// Asleep in any other call: I/O, a sleep.
+    OnTheWorld,
+}
+
+/// What `sample_blocked` found, over its last two looks.
+#[derive(Default, Debug, PartialEq, Eq)]
+pub(crate) struct Blocked {
+    /// Busy workers asleep on the world at both looks.
+    pub(crate) on_the_world: usize,
+    /// Every busy worker was asleep (futex included) at both looks, and there was one:
+    /// nobody is running a job. Waiting on a lock that only a request not yet taken
+    /// would release (a long poll waiting for an event that another request sets) is
+    /// cured by one more thread; contention on a lock or the GIL always has a runner.
+    pub(crate) all_asleep: bool,
 }
 
 impl<S: Source> Pool<S> {
@@ -236,30 +261,35 @@ impl<S: Source> Pool<S> {
     /// design) never counted jobs shorter than the 5 ms between looks, so an app that
     /// waits 2 ms on its database stayed on `min_threads` (951 req/s on 2 threads at
     /// `wrk -c50`, p50 52 ms, the CPU nearly idle).
-    pub(crate) fn sample_blocked(&self) -> usize {
+    pub(crate) fn sample_blocked(&self) -> Blocked {
         let mut samples = self.inner.samples.lock().unwrap_or_else(|e| e.into_inner());
         // At the bound nothing could grow: no /proc reads (with 200 workers asleep in
         // their jobs, they cost the acceptor a tenth of a CPU).
         if self.inner.threads.load(Ordering::SeqCst) >= self.inner.max.load(Ordering::SeqCst) {
             samples.clear();
-            return 0;
+            return Blocked::default();
         }
         let slots: Vec<(usize, Arc<Slot>)> =
             self.inner.lock().handles.iter().map(|w| (w.id, Arc::clone(&w.slot))).collect();
-        let mut blocked = 0;
+        let mut out = Blocked { on_the_world: 0, all_asleep: true };
+        let mut busy = 0;
         let mut fresh = HashMap::with_capacity(slots.len());
         for (id, slot) in slots {
             if !slot.busy.load(Ordering::SeqCst) {
                 continue;
             }
-            let asleep = asleep_on_the_world(&slot);
-            if asleep && samples.get(&id).is_some_and(|p| p.asleep) {
-                blocked += 1;
+            busy += 1;
+            let now = look(&slot);
+            let before = samples.get(&id).map(|p| p.seen);
+            if now == Seen::OnTheWorld && before == Some(Seen::OnTheWorld) {
+                out.on_the_world += 1;
             }
-            fresh.insert(id, Sample { asleep });
+            out.all_asleep &= now != Seen::Running && before.is_some_and(|b| b != Seen::Running);
+            fresh.insert(id, Sample { seen: now });
         }
+        out.all_asleep &= busy > 0;
         *samples = fresh;
-        blocked
+        out
     }
 
     /// Changes the thread bounds at run time. Threads above the new `max` retire when
@@ -368,13 +398,14 @@ fn sanitize(mut size: PoolSize) -> PoolSize {
     size
 }
 
-/// Whether a worker is asleep on something outside the process: it is not runnable and
-/// sleeps in a system call other than `futex(2)` (`/proc/self/task/TID/syscall`; a lock or a
-/// condvar: waiting for another thread, which more threads would not cure; measured,
-/// counting those grew the pool to 43 threads on lot-lock waits under `wrk -c50` on
-/// hello). A runnable thread (`R`) waiting for a CPU is busy, not blocked. Without
-/// /proc a busy worker counts as asleep: growth on long jobs, as the first design.
-fn asleep_on_the_world(slot: &Slot) -> bool {
+/// Where a worker is (`/proc/self/task/TID/syscall`): runnable, asleep in `futex(2)`
+/// (a lock, a condvar, the GIL: waiting for another thread, which more threads do not
+/// cure as long as that thread runs; measured, counting those as blocked grew the pool
+/// to 43 threads on lot-lock waits under `wrk -c50` on hello), or asleep in another
+/// call, on the world. A runnable thread waiting for a CPU is busy, not blocked.
+/// Without /proc a busy worker counts as asleep on the world: growth on long jobs, as
+/// the first design.
+fn look(slot: &Slot) -> Seen {
     #[cfg(target_arch = "x86_64")]
     const FUTEX: &[u8] = b"202";
     #[cfg(target_arch = "aarch64")]
@@ -389,13 +420,18 @@ fn asleep_on_the_world(slot: &Slot) -> bool {
         let tid = slot.tid.load(Ordering::SeqCst);
         *file = std::fs::File::open(format!("/proc/self/task/{tid}/syscall")).ok();
     }
-    let Some(f) = file.as_ref() else { return true };
+    let Some(f) = file.as_ref() else { return Seen::OnTheWorld };
     let mut buf = [0u8; 32];
-    let Ok(n) = std::os::unix::fs::FileExt::read_at(f, &mut buf, 0) else { return true };
+    let Ok(n) = std::os::unix::fs::FileExt::read_at(f, &mut buf, 0) else { return Seen::OnTheWorld };
     let first = buf[..n].split(|b| b.is_ascii_whitespace()).next().unwrap_or(b"");
     // A number: in that call, and not runnable; -1: asleep outside a call (stopped).
-    let in_call = !first.is_empty() && first.iter().all(|b| b.is_ascii_digit());
-    in_call && (FUTEX.is_empty() || first != FUTEX)
+    if first.is_empty() || !first.iter().all(|b| b.is_ascii_digit()) {
+        Seen::Running
+    } else if !FUTEX.is_empty() && first == FUTEX {
+        Seen::OnAThread
+    } else {
+        Seen::OnTheWorld
+    }
 }
 
 fn spawn<S: Source>(inner: &Arc<Inner<S>>) -> std::io::Result<()> {
@@ -611,13 +647,16 @@ mod tests {
         assert!(eventually(|| pool.stats().busy == 2));
         // Samples are instants (a thread that just woke is running): the acceptor takes
         // one a tick; so does this test.
-        assert!(eventually(|| pool.sample_blocked() == 2), "two sleeping workers measure as 2 blocked threads");
+        assert!(
+            eventually(|| pool.sample_blocked() == Blocked { on_the_world: 2, all_asleep: true }),
+            "two sleeping workers measure as 2 blocked threads"
+        );
         assert!(eventually(|| pool.stats().busy == 0));
         // One job that spins: on the CPU (or waiting for it), never asleep.
         q.push(true);
         assert!(eventually(|| pool.stats().busy == 1));
         for _ in 0..20 {
-            assert_eq!(pool.sample_blocked(), 0, "a spinning worker is not blocked");
+            assert_eq!(pool.sample_blocked(), Blocked::default(), "a spinning worker is not blocked");
             thread::sleep(Duration::from_millis(5));
         }
         assert!(pool.shutdown(Instant::now() + Duration::from_secs(5)).missed.is_empty());

@@ -376,3 +376,34 @@ fn a_request_built_without_a_socket_has_no_early_response() {
     let req = Request::builder().build().unwrap();
     assert!(req.early_response().is_none());
 }
+
+#[test]
+fn a_request_waiting_on_a_lock_that_a_later_request_releases_gets_a_thread_for_it() {
+    // A long poll: /wait blocks on a channel (a futex wait, which alone never counted
+    // as blocked) until /release is served. With one thread and nobody running, the
+    // pool must add one, or /wait only ends when it gives up after 5 s.
+    let (tx, rx) = mpsc::channel::<()>();
+    let (tx, rx) = (Mutex::new(tx), Mutex::new(rx));
+    let (entered_tx, entered) = mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let app = spindle::http::app_fn(move |req| {
+        if req.path() == "/release" {
+            let _ = tx.lock().unwrap().send(());
+            return Ok(Response::text(200, "sent\n"));
+        }
+        let _ = entered_tx.lock().unwrap().send(());
+        let got = rx.lock().unwrap().recv_timeout(Duration::from_secs(5));
+        Ok(Response::text(200, if got.is_ok() { "released\n" } else { "gave up\n" }))
+    });
+    let (addr, handle, runner) = serve("min_threads = 1\nmax_threads = 4", app);
+    let waiter = thread::spawn(move || request(addr, "GET /wait HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+    // The release is sent once /wait is in the app; if it came first the channel would
+    // hold it and prove nothing.
+    entered.recv_timeout(Duration::from_secs(5)).expect("/wait reached the app");
+    let (status, _, body) = request(addr, "GET /release HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!((status, body.as_slice()), (200, &b"sent\n"[..]));
+    let (status, _, body) = waiter.join().unwrap();
+    assert_eq!((status, String::from_utf8_lossy(&body).as_ref()), (200, "released\n"));
+    handle.stop();
+    runner.join().unwrap();
+}
