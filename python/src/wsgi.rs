@@ -85,14 +85,7 @@ impl WsgiApp {
             Ok(f) => f.call0().and_then(|v| v.extract::<bool>()).unwrap_or(true),
             Err(_) => true,
         };
-        let free_threaded_build = py
-            .import("sysconfig")
-            .and_then(|s| s.call_method1("get_config_var", ("Py_GIL_DISABLED",)))
-            .and_then(|v| v.extract::<Option<i64>>())
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-            == 1;
+        let free_threaded_build = crate::free_threaded_build(py);
         tracing::info!(
             target: "spindle::wsgi",
             app = spec,

@@ -40,7 +40,9 @@ pub use crate::net::{Network, NetworkError};
 use keys::{in_file_order, unknown, write_keys, Section};
 pub use listener::{ListenerConfig, Protocol, ProxyProtocol, BUILTIN_APPS, DEFAULT_APPS};
 use locate::Ctx;
-pub use sections::{default_min_threads, Limits, LogConfig, LogFormat, PoolConfig, ServerConfig};
+pub use sections::{
+    default_min_threads, set_default_min_threads, Limits, LogConfig, LogFormat, PoolConfig, ServerConfig,
+};
 pub use units::fmt_duration;
 
 /// The embedded default configuration, also the documented reference that

@@ -44,8 +44,26 @@ fn header_value(s: &str) -> Result<(), String> {
 /// is served best by one running worker per CPU (measured on 2 CPUs under `wrk -c50` on
 /// hello: a floor of 2 gave 1.18x the requests per second of a floor of 4, and 1.3x per
 /// CPU-second); a blocking one grows the pool from there (`pool.rs`).
+///
+/// An embedder whose apps cannot run in parallel changes it with
+/// [`set_default_min_threads`].
 pub fn default_min_threads() -> usize {
-    std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, 256)
+    match MIN_THREADS_DEFAULT.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(1, 256),
+        n => n,
+    }
+}
+
+/// 0: the CPU count.
+static MIN_THREADS_DEFAULT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the `pool.min_threads` that configs parsed from now on get when they do not set
+/// it (a SIGHUP reload included); `None` restores the CPU count. For an embedder whose
+/// apps run one at a time whatever the threads, such as Python with its GIL (the
+/// WSGI bridge sets 1): more running threads would only hand the lock back and forth.
+/// Blocking apps still grow the pool from there.
+pub fn set_default_min_threads(n: Option<usize>) {
+    MIN_THREADS_DEFAULT.store(n.map_or(0, |n| n.max(1)), std::sync::atomic::Ordering::Relaxed);
 }
 
 section! {

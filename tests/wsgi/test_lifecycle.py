@@ -215,3 +215,20 @@ def test_startup_error_is_exit_2_naming_the_problem(kind, tmp_path, target, expe
     srv.stop()
     assert srv.returncode == 2, srv.log()
     assert expect in srv.log(), srv.log()
+
+
+# --- the pool's floor ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("pool, floor", [("", 1), ("[pool]\nmin_threads = 3\n", 3)])
+def test_with_the_gil_the_pool_floor_is_one_thread_unless_the_config_says(kind, pool, floor):
+    """With the GIL one thread runs Python at a time, so an unset pool.min_threads is 1
+    (a second running thread only hands the GIL back and forth); a written one is kept.
+    Blocking apps still grow the pool (the sleep tests)."""
+    only_spindle(kind, "spindle's pool and its /metrics")
+    import sysconfig
+    if sysconfig.get_config_var("Py_GIL_DISABLED"):
+        pytest.skip("a free-threaded build keeps one thread per CPU")
+    config = pool + servers.SPINDLE_CONFIG + '"/metrics" = "metrics"\n'
+    with servers.Server(kind, APP, config=config) as srv:
+        text = get(srv.port, "/metrics").body.decode()
+    assert f"spindle_pool_min_threads {floor}\n" in text, text
