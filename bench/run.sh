@@ -736,7 +736,7 @@ main() {
     done
     echo; echo 'Workload 6 uses the first with `[server] graceful_timeout = "10s"` added.'
     echo; echo "Workload 9 (WSGI: one Flask app on spindle-wsgi, gunicorn, waitress, granian and"
-    echo "eventlet) is in [\`$DATE-wsgi.md\`]($DATE-wsgi.md), written by \`bench/wsgi.sh\`."
+    echo "eventlet) is in [\`${WSGI_MD:-(not written)}\`](${WSGI_MD:-}), written by \`bench/wsgi.sh\`."
 
     echo; echo '`$WORK/nginx/nginx.conf`:'
     echo; echo '```nginx'; sed "s#$WORK#\$WORK#g; s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/nginx/nginx.conf"; echo '```'
@@ -751,6 +751,8 @@ w9_wsgi() {
   if ! "$BENCH/wsgi.sh" --duration "$DUR" --rounds "$ROUNDS" >"$WORK/wsgi.out" 2>&1; then
     note "workload 9 (bench/wsgi.sh) failed; its output ends: $(tail -n 3 "$WORK/wsgi.out" | tr '\n' ' ')"
   fi
+  # The file it wrote (its own date, and -runN when the day has one already).
+  WSGI_MD=$(sed -n 's#^\[wsgi-bench\] wrote bench/results/##p' "$WORK/wsgi.out" | tail -n 1)
 }
 
 plot() {
