@@ -320,9 +320,9 @@ impl StartResponse {
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data))))?;
         let mut state = lock(&self.status);
-        let Some((code, reason, headers)) = state.started.clone() else {
+        if state.started.is_none() {
             return Err(PyAssertionError::new_err("write() called before start_response()"));
-        };
+        }
         let Some(early) = &self.early else {
             state.written.extend_from_slice(bytes.as_bytes());
             return Ok(());
@@ -330,12 +330,14 @@ impl StartResponse {
         if bytes.as_bytes().is_empty() {
             return Ok(());
         }
-        let start = !state.sent;
+        // The head goes with the first write only: the status and headers are copied
+        // out then, not at every write.
+        let head = if state.sent { None } else { state.started.clone() };
         state.sent = true;
         drop(state);
         let data = bytes.as_bytes().to_vec();
         py.detach(|| {
-            if start {
+            if let Some((code, reason, headers)) = head {
                 early.start(code, reason, headers)?;
             }
             early.write(&data)
