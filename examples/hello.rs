@@ -16,7 +16,7 @@ use spindle::{App, Config, Server};
 struct Greeter;
 
 impl App for Greeter {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         if req.path_info() == "/slow" {
             std::thread::sleep(Duration::from_millis(500));
         }

@@ -354,7 +354,7 @@ impl Acceptor {
     fn relieve(&mut self) {
         let capacity = self.shared.config().pool.queue_capacity;
         for conn in self.shared.lot.steal(STEAL_BATCH) {
-            if conn.phase == Phase::Closing {
+            if matches!(conn.phase, Phase::Closing) {
                 if let Next::Park(conn) = conn.linger() {
                     self.shared.lot.park(conn);
                 }

@@ -24,11 +24,13 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use crate::config::Protocol;
+use crate::http::outgoing::Outgoing;
 use crate::http::receive::Incoming;
 use crate::listener::ListenerCtx;
 
 /// What a parked connection is waiting for, and so what its deadline means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Phase {
     /// A connection on a `proxy_protocol` listener waiting for (the rest of) its PROXY
     /// header; deadline: `header_timeout` (close, unanswered).
@@ -44,9 +46,11 @@ pub(crate) enum Phase {
     /// HTTP request whose head is here and whose body is still arriving (it is received
     /// whole before the app runs). Deadline: `body_timeout` after the last bytes (408).
     HttpBody,
-    /// HTTP response the client has not taken yet (kept on the connection); waits for
-    /// writability. Deadline: `body_timeout` after the last progress (close).
-    HttpFlush,
+    /// HTTP response on its way out (`http::outgoing`): output the client has not
+    /// taken yet, and the body's source (the app's stream, a file) still to pull from.
+    /// Waits for writability. Deadline: what the client's pace allows
+    /// (`body_timeout` per wait, `min_send_rate` on average); then it is cut off.
+    HttpSend(Box<Outgoing>),
     /// Has a complete request buffered already (a turn yielded on its budget): it goes
     /// on the run queue instead of waiting for the socket.
     Ready,
@@ -54,6 +58,23 @@ pub(crate) enum Phase {
     /// that unread client bytes do not turn our close into a reset that destroys the
     /// last response or echo bytes in flight (RFC 9112 §9.6, "lingering close").
     Closing,
+    /// Cut off (its deadline passed) while it held an app's body source: it goes on the
+    /// run queue so that a worker drops it, because dropping the source may run the
+    /// app's code (a WSGI iterable's `close()`, under the GIL) and the acceptor must
+    /// never wait for an app.
+    Abandoned(Box<Outgoing>),
+}
+
+impl Phase {
+    /// Whether it waits for the socket to take output (else for input, or for a thread).
+    pub fn wants_write(&self) -> bool {
+        matches!(self, Phase::EchoFlush | Phase::HttpSend(_))
+    }
+
+    /// Whether it needs a thread rather than the socket: it goes on the run queue.
+    pub fn runnable(&self) -> bool {
+        matches!(self, Phase::Ready | Phase::Abandoned(_))
+    }
 }
 
 /// What a worker's turn decided.
@@ -101,11 +122,6 @@ pub(crate) struct Conn {
     pub head_started: Option<Instant>,
     /// The HTTP request being received (head parsed, body arriving), while parked.
     pub incoming: Option<Box<Incoming>>,
-    /// Close once `output` is written (the response said `Connection: close`).
-    pub close_after_flush: bool,
-    /// Bytes that arrive while lingering were never read by the server: reset the
-    /// connection instead of discarding them (echo), so the peer can tell.
-    pub reset_on_late_input: bool,
     /// Whether the socket is in the lot's epoll (it stays there once parked).
     pub registered: bool,
     /// When it was accepted.
@@ -137,8 +153,6 @@ impl Conn {
             requests: 0,
             head_started: None,
             incoming: None,
-            close_after_flush: false,
-            reset_on_late_input: false,
             registered: false,
             accepted: Instant::now(),
             heard: false,
@@ -159,7 +173,28 @@ impl Conn {
 
     /// Whether it waits for the socket to take output (else for input).
     pub fn wants_write(&self) -> bool {
-        matches!(self.phase, Phase::EchoFlush | Phase::HttpFlush)
+        self.phase.wants_write()
+    }
+
+    /// Hands the connection back to the lot to wait in `phase` until `deadline` (see
+    /// `Phase` for what each waits for and what its deadline means): the one place a
+    /// phase and its deadline are set together.
+    pub fn park(mut self, phase: Phase, deadline: Option<Instant>) -> Next {
+        self.set_wait(phase, deadline);
+        Next::Park(self)
+    }
+
+    /// Sets what the connection will wait for and until when (see [`Conn::park`]), for
+    /// a connection its caller parks itself (a new one, from the acceptor).
+    pub fn set_wait(&mut self, phase: Phase, deadline: Option<Instant>) {
+        self.phase = phase;
+        self.deadline = deadline;
+    }
+
+    /// Bytes that arrive while an echo connection lingers were never echoed: it is
+    /// reset instead of their being discarded, so the peer can tell.
+    fn resets_on_late_input(&self) -> bool {
+        self.listener.protocol == Protocol::Echo
     }
 
     /// Whether nothing is in progress: a stop may close it without losing anything
@@ -208,11 +243,9 @@ impl Conn {
     pub fn close_gracefully(mut self) -> Next {
         match self.stream.shutdown(Shutdown::Write) {
             Ok(()) => {
-                self.phase = Phase::Closing;
-                self.deadline = Some(Instant::now() + LINGER);
                 self.input = Vec::new();
                 self.incoming = None;
-                Next::Park(self)
+                self.park(Phase::Closing, Some(Instant::now() + LINGER))
             }
             // Already reset by the peer: nothing left to protect.
             Err(_) => Next::Done,
@@ -220,7 +253,7 @@ impl Conn {
     }
 
     /// A lingering connection turned readable: discard what came (keep lingering), or
-    /// end at EOF (or, with `reset_on_late_input`, at any byte).
+    /// end at EOF (or, on an echo connection, at any byte).
     pub fn linger(mut self) -> Next {
         if self.discard_input() {
             Next::Park(self)
@@ -250,8 +283,8 @@ impl Conn {
     }
 
     /// Reads and discards input while lingering, at most `DISCARD_PER_CALL` bytes.
-    /// Returns whether to keep lingering (no EOF or error yet). On a connection marked
-    /// `reset_on_late_input`, any byte ends it with a reset instead.
+    /// Returns whether to keep lingering (no EOF or error yet). On an echo connection,
+    /// any byte ends it with a reset instead.
     pub fn discard_input(&mut self) -> bool {
         let mut scratch = [0u8; 4096];
         let mut discarded = 0;
@@ -261,7 +294,7 @@ impl Conn {
             }
             match (&*self.stream).read(&mut scratch) {
                 Ok(0) => return false,
-                Ok(_) if self.reset_on_late_input => {
+                Ok(_) if self.resets_on_late_input() => {
                     let _ = socket2::SockRef::from(&*self.stream).set_linger(Some(Duration::ZERO));
                     return false;
                 }

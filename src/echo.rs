@@ -11,7 +11,7 @@
 //! not taking yet is kept on the connection (`Phase::EchoFlush`) and the connection is
 //! parked until it becomes writable, so a slow reader costs no thread either. On a stop,
 //! a turn finishes writing what it read and then closes gracefully; bytes that arrive
-//! after that get a reset, never a silent discard (`Conn::reset_on_late_input`).
+//! after that get a reset, never a silent discard (`Conn::discard_input`).
 
 use std::cell::RefCell;
 use std::io::{self, Read};
@@ -33,11 +33,7 @@ thread_local! {
 /// Runs one echo turn on `conn`.
 pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
     let idle = shared.limits().echo_idle_timeout;
-    let park = |mut conn: Conn, phase: Phase| {
-        conn.phase = phase;
-        conn.deadline = idle.map(|d| Instant::now() + d);
-        Next::Park(conn)
-    };
+    let park = |conn: Conn, phase: Phase| conn.park(phase, idle.map(|d| Instant::now() + d));
 
     match conn.flush() {
         Ok(true) => {}

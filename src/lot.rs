@@ -32,7 +32,7 @@ use mio::Waker;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 
-use crate::conn::{Conn, Next, Phase};
+use crate::conn::{Conn, Next};
 
 /// Event data of the run-queue bell (armed one-shot while the queue is not empty).
 const BELL: u64 = u64::MAX;
@@ -170,6 +170,10 @@ impl Lot {
     /// the sweep sets `closing` before it takes each shard's lock, so a park cannot
     /// slip past the sweep.
     pub(crate) fn park(&self, mut conn: Conn) {
+        // Work for a thread, not for the socket: the run queue.
+        if conn.phase.runnable() {
+            return self.enqueue(conn);
+        }
         let mut shard = self.shard(conn.id);
         if self.gone.load(Ordering::SeqCst) {
             return; // dropping closes it
@@ -317,7 +321,6 @@ impl Lot {
     /// (`Done`) lets it go.
     pub(crate) fn release(&self, next: Next) {
         match next {
-            Next::Park(conn) if conn.phase == Phase::Ready => self.enqueue(conn),
             Next::Park(conn) => self.park(conn),
             Next::Done => {}
         }
@@ -494,7 +497,7 @@ impl crate::pool::Source for Lot {
 mod tests {
     use super::*;
     use crate::config::Protocol;
-    use crate::conn::Registry;
+    use crate::conn::{Phase, Registry};
     use crate::listener::ListenerCtx;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};
@@ -530,8 +533,7 @@ mod tests {
             let (server, peer) = self.listener.accept().unwrap();
             server.set_nonblocking(true).unwrap();
             let mut conn = Conn::new(server, peer, Arc::clone(&self.ctx), &self.registry);
-            conn.phase = phase;
-            conn.deadline = deadline;
+            conn.set_wait(phase, deadline);
             (conn, client)
         }
     }

@@ -72,6 +72,9 @@ pub struct Metrics {
     pub bytes_in: Counter,
     /// HTTP response bytes written.
     pub bytes_out: Counter,
+    /// HTTP responses cut off because the client took them slower than
+    /// `body_timeout` or `min_send_rate` allow.
+    pub send_cut: Counter,
     /// HTTP request durations (head read to response written).
     pub durations: Histogram,
 }
@@ -118,6 +121,12 @@ impl Metrics {
             self.proxy_rejected.get(),
         );
         one("spindle_echo_bytes_total", "counter", "Bytes echoed.", self.echo_bytes.get());
+        one(
+            "spindle_responses_cut_total",
+            "counter",
+            "Responses cut off because the client took them slower than body_timeout or min_send_rate allow.",
+            self.send_cut.get(),
+        );
         one("spindle_http_request_bytes_total", "counter", "HTTP request bytes read.", self.bytes_in.get());
         one("spindle_http_response_bytes_total", "counter", "HTTP response bytes written.", self.bytes_out.get());
         for (name, kind, help, v) in owned {

@@ -27,8 +27,7 @@ pub(crate) fn opened(conn: &mut Conn, shared: &Shared, now: Instant) -> bool {
         tracing::debug!(conn = conn.id, peer = %conn.peer, "not a proxy_trusted address; closed unanswered");
         return false;
     }
-    conn.phase = Phase::Proxy;
-    conn.deadline = Some(now + shared.limits().header_timeout);
+    conn.set_wait(Phase::Proxy, Some(now + shared.limits().header_timeout));
     true
 }
 
@@ -36,29 +35,28 @@ pub(crate) fn opened(conn: &mut Conn, shared: &Shared, now: Instant) -> bool {
 fn start(conn: &mut Conn, shared: &Shared, now: Instant) {
     let limits = shared.limits();
     match conn.listener.protocol {
-        Protocol::Echo => {
-            conn.phase = Phase::Echo;
-            conn.deadline = limits.echo_idle_timeout.map(|d| now + d);
-            // Echo bytes that arrive once the server has decided to close were never
-            // echoed: the client gets a reset, not a clean close.
-            conn.reset_on_late_input = true;
-        }
+        Protocol::Echo => conn.set_wait(Phase::Echo, limits.echo_idle_timeout.map(|d| now + d)),
         Protocol::Http => {
             // The first head's header_timeout runs from the connection's accept.
-            conn.phase = Phase::HttpHead;
             conn.head_started = Some(now);
-            conn.deadline = Some(now + limits.header_timeout);
+            conn.set_wait(Phase::HttpHead, Some(now + limits.header_timeout));
         }
     }
 }
 
 /// One turn of the connection's protocol, on a worker thread.
-pub(crate) fn turn(conn: Conn, shared: &Shared) -> Next {
-    if conn.phase == Phase::Closing {
-        return conn.linger();
-    }
-    if conn.phase == Phase::Proxy {
-        return proxy_header(conn, shared);
+pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
+    match conn.phase {
+        Phase::Closing => return conn.linger(),
+        Phase::Proxy => return proxy_header(conn, shared),
+        Phase::Abandoned(_) => {
+            // Dropped here, on a worker: its body source may run app code as it goes.
+            if let Phase::Abandoned(mut out) = std::mem::replace(&mut conn.phase, Phase::Closing) {
+                out.account(shared);
+            }
+            return Next::Done;
+        }
+        _ => {}
     }
     match conn.listener.protocol {
         Protocol::Echo => echo::turn(conn, shared),
@@ -93,14 +91,23 @@ pub(crate) fn shed(conn: Conn, shared: &Shared) -> Next {
 }
 
 /// A parked connection's deadline passed (see `Phase`).
-pub(crate) fn expired(conn: Conn, shared: &Shared) -> Next {
-    if conn.phase == Phase::Proxy {
+pub(crate) fn expired(mut conn: Conn, shared: &Shared) -> Next {
+    if matches!(conn.phase, Phase::HttpSend(_)) {
+        let Phase::HttpSend(out) = std::mem::replace(&mut conn.phase, Phase::Closing) else { return Next::Done };
+        // Slower than `body_timeout` or `min_send_rate` allow: cut off. The response's
+        // source is dropped by a worker (see `Phase::Abandoned`).
+        let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+        tracing::debug!(conn = conn.id, peer = %conn.peer, "client took the response too slowly; cut off");
+        shared.metrics.send_cut.inc();
+        return conn.park(Phase::Abandoned(out), None);
+    }
+    if matches!(conn.phase, Phase::Proxy) {
         shared.metrics.proxy_rejected.inc();
         tracing::debug!(conn = conn.id, peer = %conn.peer, "no PROXY header within header_timeout; closed unanswered");
         return Next::Done;
     }
-    let partial_head = conn.phase == Phase::HttpHead && (!conn.input.is_empty() || conn.incoming.is_some());
-    if partial_head || conn.phase == Phase::HttpBody {
+    let partial_head = matches!(conn.phase, Phase::HttpHead) && (!conn.input.is_empty() || conn.incoming.is_some());
+    if partial_head || matches!(conn.phase, Phase::HttpBody) {
         // Part of a request came, the rest did not: RFC 9110 §15.5.9.
         tracing::debug!(conn = conn.id, peer = %conn.peer, phase = ?conn.phase, "request timed out: 408");
         shared.metrics.response(408, Duration::ZERO);

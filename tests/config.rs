@@ -253,7 +253,7 @@ fn an_empty_apps_table_mounts_nothing_and_check_warns() {
 fn builder_mounts_replace_the_default_apps() {
     struct Mine;
     impl spindle::App for Mine {
-        fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult<'a> {
+        fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult {
             Ok(spindle::http::Response::text(200, "mine\n"))
         }
     }

@@ -73,7 +73,7 @@ struct Gate {
 }
 
 impl App for Gate {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         let _ = self.entered.lock().unwrap().send(());
         let _ = self.release.lock().unwrap().recv_timeout(Duration::from_secs(10));
         Ok(Response::text(200, "released\n"))
@@ -120,7 +120,7 @@ fn with_the_queue_full_further_requests_get_503_at_once() {
 struct Faulty;
 
 impl App for Faulty {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         match req.path() {
             "/panic" => panic!("the app panics on purpose"),
             "/fail" => Err("the app fails on purpose".into()),
@@ -152,7 +152,7 @@ fn a_panicking_or_failing_app_gets_500_and_a_closed_connection_and_the_worker_li
 struct Upper;
 
 impl App for Upper {
-    fn call<'a>(&self, mut req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, mut req: Request<'a>) -> AppResult {
         let mut body = Vec::new();
         req.body().read_to_end(&mut body)?;
         Ok(Response::bytes(200, "text/plain", body.to_ascii_uppercase()))

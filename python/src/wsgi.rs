@@ -481,7 +481,7 @@ impl Drop for WsgiBody {
 }
 
 impl App for WsgiApp {
-    fn call<'a>(&self, mut req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, mut req: Request<'a>) -> AppResult {
         let body = req.take_body();
         let environ = Environ::of(&req, body.len());
         let id = req.id();
@@ -499,7 +499,7 @@ impl WsgiApp {
         body: spindle::http::Body<'static>,
         id: u64,
         early: Option<EarlyResponse>,
-    ) -> AppResult<'static> {
+    ) -> AppResult {
         let fail = |what: &str, e: PyErr| -> spindle::http::AppError {
             let last = log_exception(py, id, what, &e);
             format!("WSGI app {} raised {last} (traceback logged)", self.spec).into()

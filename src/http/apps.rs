@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::http::{App, AppResult, Request, Response, ResponseBody};
+use crate::http::{App, AppResult, Request, Response};
 use crate::shared::Shared;
 
 /// The built-in app called `name`, or `None` for an unknown name (the config already
@@ -28,24 +28,22 @@ pub(crate) fn builtin(name: &str, shared: &Arc<Shared>) -> Option<Arc<dyn App>> 
 /// `200 text/plain`, `Hello, World!`.
 pub struct Hello;
 impl App for Hello {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         Ok(Response::bytes(200, "text/plain", b"Hello, World!\n".to_vec()))
     }
 }
 
-/// Returns the request body, streamed from where it was stored (memory or a
-/// temporary file) with its length, and the request's content type.
+/// Returns the request body with the request's content type: from memory as it is, or,
+/// when it was spilled to a temporary file, straight from that file with `sendfile(2)`.
 pub struct Echo;
 impl App for Echo {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call(&self, req: Request<'_>) -> AppResult {
         let content_type = req.header("content-type").unwrap_or("application/octet-stream").to_string();
-        let body = req.into_body();
-        let len = body.len();
         Ok(Response {
             status: 200,
             reason: None,
             headers: vec![("Content-Type".into(), content_type)],
-            body: ResponseBody::Stream(Box::new(body), Some(len)),
+            body: req.into_body().into_response_body(),
         })
     }
 }
@@ -58,7 +56,7 @@ const SLEEP_CAP_MS: u64 = 10_000;
 /// Not mounted by default.
 pub struct Sleep;
 impl App for Sleep {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         let ms = req.query().split('&').find_map(|kv| kv.strip_prefix("ms=")).unwrap_or("0");
         let Ok(ms) = ms.parse::<u64>() else {
             return Ok(Response::text(400, "ms must be a whole number of milliseconds\n"));
@@ -72,7 +70,7 @@ impl App for Sleep {
 /// A text dump of the environ, like wsgiref's `demo_app`.
 pub struct Environ;
 impl App for Environ {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         let mut env = req.environ();
         env.push(("spindle.listener".into(), req.listener().to_string()));
         env.push(("spindle.request_id".into(), req.id().to_string()));
@@ -88,7 +86,7 @@ impl App for Environ {
 /// Liveness: 200 while the process serves.
 pub struct Healthz;
 impl App for Healthz {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         Ok(live(Response::bytes(200, "text/plain", b"ok\n".to_vec())))
     }
 }
@@ -97,7 +95,7 @@ impl App for Healthz {
 /// `drain_delay` too, so a load balancer stops sending before listeners close).
 pub struct Readyz(Arc<Shared>);
 impl App for Readyz {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         Ok(live(if self.0.is_draining() {
             Response::bytes(503, "text/plain", b"draining\n".to_vec()).with_header("Retry-After", "1")
         } else {
@@ -144,7 +142,7 @@ fn figures(shared: &Shared) -> Vec<(&'static str, &'static str, &'static str, u6
 /// Prometheus text exposition.
 pub struct Metrics(Arc<Shared>);
 impl App for Metrics {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         let text = self.0.metrics.prometheus(&figures(&self.0));
         Ok(live(Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())))
     }
@@ -153,7 +151,7 @@ impl App for Metrics {
 /// The same figures as JSON.
 pub struct Status(Arc<Shared>);
 impl App for Status {
-    fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, _req: Request<'a>) -> AppResult {
         let sh = &self.0;
         let s = sh.stats();
         let m = &sh.metrics;

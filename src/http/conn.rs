@@ -3,17 +3,18 @@
 //! A turn never waits on the client. It runs four steps per request, each of which
 //! either finishes or parks the connection in the lot with what it has so far:
 //!
-//! 1. **flush**: output a previous response left behind (the client was not taking
-//!    it) goes first; if the socket still will not take it, park (`HttpFlush`).
+//! 1. **send**: a response a previous turn left on its way out (`HttpSend`: the client
+//!    was not taking it) goes on first, pulled from its source as the socket takes it
+//!    (`outgoing.rs`); if the socket still will not take more, park again.
 //! 2. **receive**: read the head (park on a partial one: `HttpHead`, `header_timeout`
 //!    then 408), then the whole body (`receive.rs`: memory, then a temporary file; park
 //!    between segments: `HttpBody`, `body_timeout` then 408). Framing errors are
 //!    answered with their status and the connection closes: after one, the byte stream
 //!    cannot be trusted (the lesson of request smuggling).
 //! 3. **call**: route, call the app with the complete body, check what it returns.
-//! 4. **send**: encode the response; write what the socket takes now and keep the rest
-//!    on the connection (step 1 of the next turn). A streamed body (`Response::stream`)
-//!    is copied on this thread, each wait bounded by `body_timeout`.
+//! 4. **send**: encode the response and write what the socket takes now; the rest (of
+//!    a buffered response, a streamed body, a file) waits on the connection with its
+//!    source (step 1 of a later turn). No thread waits for a slow reader.
 //!
 //! One keep-alive decision per request (`Framing::keep_alive`), made when the response
 //! is encoded: a stop that began while the app ran is told to the client with
@@ -23,7 +24,6 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -32,9 +32,10 @@ use crate::config::Limits;
 use crate::conn::{write_now, Conn, Next, Phase};
 use crate::http::early::{self, EarlyResponse};
 use crate::http::forwarded;
+use crate::http::outgoing::{Line, Outgoing, Pumped, Then};
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
-use crate::http::response::{self, Encoded, Framing};
+use crate::http::response::{self, Encoded, Framing, Pace};
 use crate::http::{Body, DisconnectProbe, Request, Response, Version};
 use crate::pool::panic_message;
 use crate::shared::Shared;
@@ -63,8 +64,8 @@ enum Sent {
     KeepAlive,
     /// Whole, and the connection closes.
     Close,
-    /// Part of it waits on the connection for the client to take it.
-    Pending,
+    /// Not whole yet: the rest goes out from the event side (`drive`).
+    Pending(Box<Outgoing>),
     /// The connection broke.
     Broken,
 }
@@ -85,14 +86,13 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         server: config.server.server_header.as_deref(),
         body_buffer: limits.body_buffer_bytes,
     };
-    // 1. flush
-    if !conn.output.is_empty() {
-        match conn.flush() {
-            Ok(true) if conn.close_after_flush => return close_after_response(conn),
-            Ok(true) => {}
-            Ok(false) => return park_flush(conn, limits),
-            Err(e) => return gone(conn, &e),
-        }
+    // 1. send what a previous turn could not
+    if matches!(conn.phase, Phase::HttpSend(_)) {
+        let Phase::HttpSend(out) = std::mem::replace(&mut conn.phase, Phase::HttpHead) else { return Next::Done };
+        conn = match drive(conn, &ctx, out) {
+            Ok(conn) => conn,
+            Err(next) => return next,
+        };
     }
     let mut served = 0;
     let mut budget = TURN_BYTES;
@@ -103,9 +103,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
             if conn.input.is_empty() {
                 return park_for_head(conn, &ctx);
             }
-            conn.phase = Phase::Ready;
-            conn.deadline = None;
-            return Next::Park(conn);
+            return conn.park(Phase::Ready, None);
         }
         // 2. receive
         let incoming;
@@ -116,7 +114,18 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         served += 1;
         conn.requests += 1;
         // 3. call, 4. send
-        match respond(&mut conn, &ctx, *incoming, served) {
+        let sent = respond(&mut conn, &ctx, *incoming, served);
+        let sent = match sent {
+            Sent::Pending(out) => match drive(conn, &ctx, out) {
+                Ok(c) => {
+                    conn = c;
+                    Sent::KeepAlive
+                }
+                Err(next) => return next,
+            },
+            other => other,
+        };
+        match sent {
             // Nothing more buffered: park at once rather than try a read that a
             // request-response client cannot have answered yet (it is still reading
             // our response). The re-arm reports bytes that did arrive meanwhile.
@@ -124,10 +133,42 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
                 conn.head_started = None;
                 return park_for_head(conn, &ctx);
             }
-            Sent::KeepAlive => continue,
+            Sent::KeepAlive | Sent::Pending(_) => continue,
             Sent::Close => return close_after_response(conn),
-            Sent::Pending => return park_flush(conn, limits),
             Sent::Broken => return Next::Done,
+        }
+    }
+}
+
+/// Sends what it can of a response from the event side (`outgoing.rs`): finished, the
+/// connection goes on (`Ok`: keep-alive, or the request whose `100 Continue` this was);
+/// else it is parked until the client takes more, closed, or cut off for being too
+/// slow (`Err`).
+#[allow(clippy::result_large_err)] // a `Conn` moves by value (see `receive`)
+fn drive(mut conn: Conn, ctx: &Ctx<'_>, mut out: Box<Outgoing>) -> Result<Conn, Next> {
+    match out.pump(&conn.stream, &mut conn.output, TURN_BYTES) {
+        Ok(Pumped::Done) => {
+            out.account(ctx.shared);
+            match out.then() {
+                Then::KeepAlive | Then::Receive => Ok(conn),
+                Then::Close => Err(close_after_response(conn)),
+            }
+        }
+        Ok(Pumped::Blocked | Pumped::Yield) => {
+            let wait = out.allowed_wait();
+            if wait.is_zero() {
+                let e = response::too_slow();
+                tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response cut off");
+                ctx.shared.metrics.send_cut.inc();
+                out.account(ctx.shared);
+                return Err(Next::Done);
+            }
+            Err(conn.park(Phase::HttpSend(out), Some(Instant::now() + wait)))
+        }
+        Err(e) => {
+            tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response not completed; closing");
+            out.account(ctx.shared);
+            Err(Next::Done)
         }
     }
 }
@@ -180,7 +221,9 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
                             Ok(n) if n == CONTINUE.len() => {}
                             Ok(n) => {
                                 conn.output.extend_from_slice(&CONTINUE[n..]);
-                                return Err(park_flush(conn, ctx.limits));
+                                let out = Box::new(Outgoing::pending(Then::Receive, pace(ctx.limits)));
+                                let wait = out.allowed_wait();
+                                return Err(conn.park(Phase::HttpSend(out), Some(Instant::now() + wait)));
                             }
                             Err(_) => return Err(Next::Done),
                         }
@@ -231,30 +274,25 @@ fn close_after_response(mut conn: Conn) -> Next {
 }
 
 /// Parks the connection until more of a head arrives (or closes it during a stop).
-fn park_for_head(mut conn: Conn, ctx: &Ctx<'_>) -> Next {
-    let now = Instant::now();
-    conn.phase = Phase::HttpHead;
-    conn.deadline = match conn.head_started {
+fn park_for_head(conn: Conn, ctx: &Ctx<'_>) -> Next {
+    let deadline = match conn.head_started {
         // Part of a head is here (or this is a new connection): header_timeout, 408.
         Some(t) => Some(t + ctx.limits.header_timeout),
         // Between requests: keepalive_timeout, silent close.
-        None => ctx.limits.keepalive_timeout.map(|d| now + d),
+        None => ctx.limits.keepalive_timeout.map(|d| Instant::now() + d),
     };
-    Next::Park(conn)
+    conn.park(Phase::HttpHead, deadline)
 }
 
 /// Parks the connection until more of a body arrives: `body_timeout` from now.
-fn park_body(mut conn: Conn, ctx: &Ctx<'_>) -> Next {
-    conn.phase = Phase::HttpBody;
-    conn.deadline = Some(Instant::now() + ctx.limits.body_timeout);
-    Next::Park(conn)
+fn park_body(conn: Conn, ctx: &Ctx<'_>) -> Next {
+    let deadline = Some(Instant::now() + ctx.limits.body_timeout);
+    conn.park(Phase::HttpBody, deadline)
 }
 
-/// Parks the connection until the client takes more of its response.
-fn park_flush(mut conn: Conn, limits: &Limits) -> Next {
-    conn.phase = Phase::HttpFlush;
-    conn.deadline = Some(Instant::now() + limits.body_timeout);
-    Next::Park(conn)
+/// The pace a client must keep taking a response (`min_send_rate`, `body_timeout`).
+fn pace(limits: &Limits) -> Pace {
+    Pace::new(limits.min_send_rate, limits.body_timeout)
 }
 
 thread_local! {
@@ -293,7 +331,10 @@ fn reject(mut conn: Conn, ctx: &Ctx<'_>, status: u16, detail: &str) -> Next {
     conn.incoming = None;
     conn.input = Vec::new();
     match send_buffered(&mut conn, ctx, out, false) {
-        Sent::Pending => park_flush(conn, ctx.limits),
+        Sent::Pending(out) => match drive(conn, ctx, out) {
+            Ok(conn) => conn.close_gracefully(),
+            Err(next) => next,
+        },
         Sent::Broken => Next::Done,
         Sent::KeepAlive | Sent::Close => conn.close_gracefully(),
     }
@@ -311,8 +352,8 @@ fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool)
         }
         Ok(n) => {
             conn.output = if n == 0 { out } else { out[n..].to_vec() };
-            conn.close_after_flush = !keep_alive;
-            Sent::Pending
+            let then = if keep_alive { Then::KeepAlive } else { Then::Close };
+            Sent::Pending(Box::new(Outgoing::pending(then, pace(ctx.limits))))
         }
         Err(e) => {
             tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response not completed; closing");
@@ -397,8 +438,16 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                             None
                         }
                     };
-                    let done = early_slot.get().map(|early| early.finish(rest));
-                    return sent_early(ctx, done, Served { id, peer, method: &method, path: &path, started });
+                    let Some(early) = early_slot.get() else { return Sent::Broken };
+                    return match early.finish(rest) {
+                        Ok((status, out)) => {
+                            Sent::Pending(Box::new(out.with_line(Line { id, peer, method, path, started, status })))
+                        }
+                        Err(e) => {
+                            tracing::debug!(request = id, peer = %peer, error = %e, "response not completed; closing");
+                            Sent::Broken
+                        }
+                    };
                 }
                 let failure = match called {
                     Ok(Ok(mut resp)) => match response::check(&mut resp) {
@@ -429,77 +478,24 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
     let framing = Framing { version, head_only, keep_alive };
     let status = resp.status;
     let (encoded, keep_alive) = response::encode(resp, framing, ctx.server);
-    let (sent, bytes) = match encoded {
+    let then = if keep_alive { Then::KeepAlive } else { Then::Close };
+    let line = Line { id, peer, method, path, started, status };
+    match encoded {
         Encoded::Buffered(out) => {
             let bytes = out.len() as u64;
-            (send_buffered(conn, ctx, out, keep_alive), bytes)
+            let sent = send_buffered(conn, ctx, out, keep_alive);
+            line.account(ctx.shared, bytes);
+            sent
         }
+        // The head goes out with the first of the body, from the event side.
         Encoded::Streamed(head, stream, mode) => {
-            let pace = response::Pace::new(ctx.limits.min_send_rate, ctx.limits.body_timeout);
-            let stream_ref: &TcpStream = &conn.stream;
-            match catch_unwind(AssertUnwindSafe(|| response::send_stream(stream_ref, &head, stream, mode, pace))) {
-                Ok(Ok((bytes, whole))) => {
-                    ctx.shared.metrics.bytes_out.add(bytes);
-                    (if keep_alive && whole { Sent::KeepAlive } else { Sent::Close }, bytes)
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(request = id, peer = %conn.peer, status, error = %e, "response not completed; closing");
-                    return Sent::Broken;
-                }
-                Err(panic) => {
-                    tracing::error!(request = id, method = %method, path = %path, panic = %panic_message(&*panic), "the app's body stream panicked; closing");
-                    return Sent::Broken;
-                }
-            }
+            conn.output = head;
+            Sent::Pending(Box::new(Outgoing::stream(stream, mode, then, pace(ctx.limits), line)))
         }
-    };
-    let line = Served { id, peer, method: &method, path: &path, started };
-    line.account(ctx, status, bytes);
-    sent
-}
-
-/// A request's figures for its metrics and its access line.
-struct Served<'a> {
-    id: u64,
-    peer: std::net::SocketAddr,
-    method: &'a str,
-    path: &'a str,
-    started: Instant,
-}
-
-impl Served<'_> {
-    fn account(&self, ctx: &Ctx<'_>, status: u16, bytes: u64) {
-        ctx.shared.metrics.response(status, self.started.elapsed());
-        tracing::info!(
-            target: "spindle::access",
-            request = self.id,
-            peer = %self.peer,
-            method = %self.method,
-            path = %self.path,
-            status,
-            bytes,
-            us = self.started.elapsed().as_micros() as u64,
-        );
-    }
-}
-
-/// Accounts for a response the app started itself (`EarlyResponse`), once its body
-/// has been ended.
-fn sent_early(ctx: &Ctx<'_>, done: Option<io::Result<early::Started>>, line: Served<'_>) -> Sent {
-    let done = match done {
-        Some(Ok(done)) => done,
-        Some(Err(e)) => {
-            tracing::debug!(request = line.id, peer = %line.peer, error = %e, "response not completed; closing");
-            return Sent::Broken;
+        Encoded::File(head, file) => {
+            conn.output = head;
+            Sent::Pending(Box::new(Outgoing::file(file, then, pace(ctx.limits), line)))
         }
-        None => return Sent::Broken,
-    };
-    ctx.shared.metrics.bytes_out.add(done.wire);
-    line.account(ctx, done.status, done.wire);
-    if done.keep_alive {
-        Sent::KeepAlive
-    } else {
-        Sent::Close
     }
 }
 

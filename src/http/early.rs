@@ -10,15 +10,20 @@
 //! returns, the server sends the returned response's *body* after what was written
 //! (its status and headers are not sent again) and ends the body.
 //!
-//! Writes wait for a slow client as streamed bodies do (`body_timeout` per wait,
-//! `min_send_rate` on average), on the app's thread. An app that fails after `start`
-//! cannot be answered 500: the connection is closed, as for a streamed body that fails.
+//! `start` and `write` run inside the app, on its worker, so they write at once and,
+//! when the client is not taking bytes, wait for it there (`body_timeout` per wait,
+//! `min_send_rate` on average): the one place left where a worker waits on a client,
+//! and only while the app itself is writing. What the app *returns* after starting is
+//! sent from the event side like any streamed body (`outgoing.rs`). An app that fails
+//! after `start` cannot be answered 500: the connection is closed, as for a streamed
+//! body that fails.
 
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use super::outgoing::{Outgoing, Then};
 use super::response::{self, Encoded, Framing, Pace, StreamMode};
 use super::{Response, ResponseBody};
 
@@ -111,7 +116,7 @@ impl EarlyResponse {
         let (encoded, keep_alive) = response::encode(resp, early.framing, early.server.as_deref());
         let (head, mode) = match encoded {
             Encoded::Streamed(head, _, mode) => (head, Some(mode)),
-            Encoded::Buffered(head) => (head, None),
+            Encoded::Buffered(head) | Encoded::File(head, _) => (head, None),
         };
         let early = &mut *early;
         let stream = early.stream.upgrade().ok_or_else(closed)?;
@@ -180,46 +185,32 @@ impl EarlyResponse {
         !matches!(early.state, State::Done)
     }
 
-    /// After `take_back` said the response started: sends the rest of the body (`rest`,
-    /// from what the app returned; `None` if it failed) and ends it. Returns the head's
-    /// figures, `keep_alive` false if the body could not be completed as framed; `Err`
-    /// if the connection broke.
-    pub(crate) fn finish(&self, rest: Option<ResponseBody<'_>>) -> io::Result<Started> {
+    /// After `take_back` said the response started: the rest of the body (`rest`, from
+    /// what the app returned; `None` if it failed, and then the connection closes
+    /// without ending the body, the one way left to tell the client) as an
+    /// [`Outgoing`] that the turn sends from the event side, and the status for the
+    /// access line. `Err` if the connection broke while the app wrote.
+    pub(crate) fn finish(&self, rest: Option<ResponseBody>) -> io::Result<(u16, Outgoing)> {
         let mut early = self.lock();
         let early = &mut *early;
-        let mut started = match std::mem::replace(&mut early.state, State::Done) {
+        let started = match std::mem::replace(&mut early.state, State::Done) {
             State::Started(started) => started,
             _ => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the early response was cut off")),
         };
-        // The app failed after starting: nothing can tell the client but the close.
-        let Some(rest) = rest else {
-            started.keep_alive = false;
-            return Ok(started);
-        };
-        let Some(mode) = started.mode.take() else { return Ok(started) };
-        let mut reader: Box<dyn Read + '_> = match rest {
-            ResponseBody::Empty => Box::new(io::empty()),
-            ResponseBody::Bytes(b) => Box::new(io::Cursor::new(b)),
-            ResponseBody::Stream(r, _) => r,
-        };
-        let (limit, chunked) = match mode {
-            StreamMode::Exact(n) => (Some(n - started.body), false),
-            StreamMode::Chunked => (None, true),
-            StreamMode::UntilClose => (None, false),
-        };
-        let stream = early.stream.upgrade().ok_or_else(closed)?;
-        match response::copy(&mut reader, &stream, limit, chunked, &mut early.pace) {
-            Ok(n) => {
-                started.wire += n;
-                if let StreamMode::Exact(total) = mode {
-                    // Less than announced: the client cannot find the next response.
-                    let sent = started.body + n;
-                    started.keep_alive &= sent == total;
-                }
-                Ok(started)
+        let pace = std::mem::replace(&mut early.pace, Pace::new(0, Duration::ZERO));
+        let then = if started.keep_alive { Then::KeepAlive } else { Then::Close };
+        let out = match (rest, started.mode) {
+            // The app failed after starting: nothing can tell the client but the close.
+            (None, _) => Outgoing::rest(ResponseBody::Empty, StreamMode::UntilClose, Then::Close, pace, started.wire),
+            // No body (HEAD, 204, 304): what the app returns is not sent.
+            (Some(_), None) => Outgoing::rest(ResponseBody::Empty, StreamMode::UntilClose, then, pace, started.wire),
+            (Some(rest), Some(StreamMode::Exact(total))) => {
+                let left = StreamMode::Exact(total.saturating_sub(started.body));
+                Outgoing::rest(rest, left, then, pace, started.wire)
             }
-            Err(e) => Err(e),
-        }
+            (Some(rest), Some(mode)) => Outgoing::rest(rest, mode, then, pace, started.wire),
+        };
+        Ok((started.status, out))
     }
 }
 

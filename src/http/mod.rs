@@ -13,7 +13,7 @@
 //!
 //! struct Hello;
 //! impl App for Hello {
-//!     fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+//!     fn call<'a>(&self, req: Request<'a>) -> AppResult {
 //!         Ok(Response::text(200, format!("hello from {}\n", req.path())))
 //!     }
 //! }
@@ -29,6 +29,7 @@ pub(crate) mod body;
 pub(crate) mod conn;
 pub(crate) mod early;
 pub(crate) mod forwarded;
+pub(crate) mod outgoing;
 pub(crate) mod parse;
 pub(crate) mod receive;
 pub(crate) mod response;
@@ -47,7 +48,7 @@ pub use parse::Version;
 
 /// What an app returns: a response, or an error the server answers with 500 (or with
 /// the body's own status when the error came from reading a malformed body).
-pub type AppResult<'a> = Result<Response<'a>, AppError>;
+pub type AppResult = Result<Response, AppError>;
 
 /// An app's failure; logged with the request id, answered with 500.
 pub type AppError = Box<dyn std::error::Error + Send + Sync>;
@@ -58,16 +59,17 @@ pub type AppError = Box<dyn std::error::Error + Send + Sync>;
 /// panic is caught, answered with 500, logged with the request id, and the worker
 /// carries on. The body has been received whole before `call` (in memory, or in a
 /// temporary file when large), so reading it never waits on the client. The response
-/// may borrow the request body (`Response::stream(req.into_body())` streams it back,
-/// as the built-in `echo` app does).
+/// owns what it sends (`Response::stream(req.into_body())` streams the body back): the
+/// server sends it after `call` has returned, from whichever worker finds the client
+/// ready for more.
 pub trait App: Send + Sync + 'static {
     /// Handles one request.
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a>;
+    fn call(&self, req: Request<'_>) -> AppResult;
 }
 
 /// A shared app is an app: one instance mounted at several prefixes or listeners.
 impl<A: App + ?Sized> App for Arc<A> {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         (**self).call(req)
     }
 }
@@ -83,7 +85,7 @@ impl<A: App + ?Sized> App for Arc<A> {
 /// ```
 pub fn app_fn<F>(f: F) -> AppFn<F>
 where
-    F: for<'a> Fn(Request<'a>) -> AppResult<'a> + Send + Sync + 'static,
+    F: Fn(Request<'_>) -> AppResult + Send + Sync + 'static,
 {
     AppFn(f)
 }
@@ -93,9 +95,9 @@ pub struct AppFn<F>(F);
 
 impl<F> App for AppFn<F>
 where
-    F: for<'a> Fn(Request<'a>) -> AppResult<'a> + Send + Sync + 'static,
+    F: Fn(Request<'_>) -> AppResult + Send + Sync + 'static,
 {
-    fn call<'a>(&self, req: Request<'a>) -> AppResult<'a> {
+    fn call<'a>(&self, req: Request<'a>) -> AppResult {
         (self.0)(req)
     }
 }
@@ -227,9 +229,10 @@ impl<'a> Request<'a> {
     pub fn body(&mut self) -> &mut Body<'a> {
         &mut self.body
     }
-    /// The body, by value (to stream it into a response).
-    pub fn into_body(self) -> Body<'a> {
-        self.body
+    /// The body, by value (to stream it into a response): it owns what the server
+    /// received, so it may outlive the request.
+    pub fn into_body(self) -> Body<'static> {
+        self.body.into_owned()
     }
     /// Takes the body out, leaving an empty one: an owned `Read + Send + 'static`
     /// that may outlive the request (a bridge hands it to another runtime).
@@ -323,6 +326,24 @@ impl Body<'_> {
     /// The same body, unbound from its request: `Read + Send + 'static`.
     pub fn into_owned(self) -> Body<'static> {
         Body { inner: self.inner, len: self.len, _request: PhantomData }
+    }
+
+    /// The body as a response body, without copying: a body the server spilled to a
+    /// temporary file goes out with `sendfile(2)`, one held in memory as bytes.
+    pub(crate) fn into_response_body(self) -> ResponseBody {
+        match self.inner {
+            ReceivedBody::Memory(c) => {
+                let pos = c.position() as usize;
+                let mut bytes = c.into_inner();
+                bytes.drain(..pos.min(bytes.len()));
+                ResponseBody::Bytes(bytes)
+            }
+            ReceivedBody::File(mut f) => {
+                use std::io::Seek;
+                let at = f.stream_position().unwrap_or(0).min(self.len);
+                ResponseBody::File(FileBody::new(f, at..self.len))
+            }
+        }
     }
 }
 
@@ -510,20 +531,99 @@ impl RequestBuilder {
 }
 
 /// A response body.
-pub enum ResponseBody<'a> {
+pub enum ResponseBody {
     /// No body.
     Empty,
     /// A body whose length is known: sent with `Content-Length`.
     Bytes(Vec<u8>),
     /// A streamed body: chunked on HTTP/1.1 (or `Content-Length` when the length is
-    /// given), close-delimited on HTTP/1.0.
-    Stream(Box<dyn Read + 'a>, Option<u64>),
+    /// given), close-delimited on HTTP/1.0. The server pulls it a chunk at a time from
+    /// whichever worker finds the client ready for more, so a slow reader holds no
+    /// thread: `read` is called only when the client has taken what came before, and it
+    /// may be called on a different thread each time (hence `Send + 'static`).
+    Stream(Box<dyn Read + Send>, Option<u64>),
+    /// A range of a file, sent with `sendfile(2)`: from the page cache to the socket,
+    /// no copy through user space, and no thread while the client is slow.
+    File(FileBody),
+}
+
+/// A range of an open file as a response body (see [`Response::file`]): the file is
+/// sent with `sendfile(2)` from the event side, and closed when the response ends.
+pub struct FileBody {
+    file: std::fs::File,
+    /// The next byte to send.
+    offset: u64,
+    /// One past the last byte to send.
+    end: u64,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl FileBody {
+    /// The bytes `range` of `file` (not checked against its length: a file that turns
+    /// out shorter ends the connection, as a short streamed body does).
+    pub fn new(file: std::fs::File, range: std::ops::Range<u64>) -> FileBody {
+        FileBody { file, offset: range.start, end: range.end.max(range.start), on_end: None }
+    }
+
+    /// Runs `f` once when the server is done with the body, however the response ended
+    /// (sent, cut off, the client gone, the server stopping): what a WSGI
+    /// `file_wrapper`'s `close()` needs.
+    pub fn on_end(mut self, f: impl FnOnce() + Send + 'static) -> FileBody {
+        self.on_end = Some(Box::new(f));
+        self
+    }
+
+    /// Bytes left to send.
+    pub fn len(&self) -> u64 {
+        self.end - self.offset
+    }
+
+    /// Whether nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.offset >= self.end
+    }
+
+    /// Sends what the socket takes now with `sendfile(2)`, at most `max` bytes.
+    /// `Ok(0)` with bytes left means the file is shorter than the range.
+    pub(crate) fn send_to(&mut self, socket: &TcpStream, max: usize) -> io::Result<usize> {
+        let count = self.len().min(max as u64) as usize;
+        if count == 0 {
+            return Ok(0);
+        }
+        let mut offset = self.offset;
+        let n = rustix::fs::sendfile(socket, &self.file, Some(&mut offset), count)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads the rest of the range (with `pread`, leaving the file's position alone): for
+/// the framings `sendfile` cannot do (a chunked body after an early response).
+impl Read for FileBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = self.len().min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f();
+        }
+    }
 }
 
 /// A response as an app returns it. The server adds `Date`, `Server`, framing and
 /// `Connection`; an app that sets a hop-by-hop header, or a header with CR, LF or NUL,
 /// gets a 500 instead (and its mistake is logged).
-pub struct Response<'a> {
+pub struct Response {
     /// Status code (100..=999).
     pub status: u16,
     /// The reason phrase; `None`: the standard one for the status (`Not Found`). A
@@ -532,10 +632,10 @@ pub struct Response<'a> {
     /// Headers, in order.
     pub headers: Vec<(String, String)>,
     /// The body.
-    pub body: ResponseBody<'a>,
+    pub body: ResponseBody,
 }
 
-impl<'a> Response<'a> {
+impl Response {
     /// A response with no body.
     pub fn empty(status: u16) -> Self {
         Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Empty }
@@ -553,9 +653,47 @@ impl<'a> Response<'a> {
             body: ResponseBody::Bytes(body),
         }
     }
-    /// A streamed response of unknown length.
-    pub fn stream(status: u16, body: impl Read + 'a) -> Self {
+    /// A streamed response of unknown length, pulled from `body` as the client takes
+    /// it (see [`ResponseBody::Stream`]).
+    pub fn stream(status: u16, body: impl Read + Send + 'static) -> Self {
         Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
+    }
+    /// A response of `range` of `file` (`..` for all of it), sent with `sendfile(2)`
+    /// and `Content-Length`. Fails if the file's length cannot be read or the range
+    /// does not fit in it. The app sets `Content-Type` (and, for a part, `206` and
+    /// `Content-Range`) itself.
+    ///
+    /// ```no_run
+    /// # fn f() -> std::io::Result<spindle::http::Response> {
+    /// let file = std::fs::File::open("/srv/www/video.mp4")?;
+    /// Ok(spindle::http::Response::file(200, file, ..)?.with_header("Content-Type", "video/mp4"))
+    /// # }
+    /// ```
+    pub fn file(status: u16, file: std::fs::File, range: impl std::ops::RangeBounds<u64>) -> io::Result<Self> {
+        use std::ops::Bound;
+        let size = file.metadata()?.len();
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => size,
+        };
+        if start > end || end > size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {start}..{end} does not fit a file of {size} bytes"),
+            ));
+        }
+        Ok(Response {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: ResponseBody::File(FileBody::new(file, start..end)),
+        })
     }
     /// Sets the reason phrase (tab, space, visible ASCII and obs-text only, RFC 9112
     /// §4; anything else is the app's mistake, answered 500).
@@ -607,7 +745,7 @@ mod tests {
 
     struct Named;
     impl App for Named {
-        fn call<'a>(&self, _req: Request<'a>) -> AppResult<'a> {
+        fn call<'a>(&self, _req: Request<'a>) -> AppResult {
             Ok(Response::empty(204))
         }
     }

@@ -18,10 +18,7 @@ use std::net::TcpStream;
 use mio::Interest;
 
 use crate::conn::wait_ready;
-use crate::http::{Response, ResponseBody, Version};
-
-/// Read size when streaming a body.
-const STREAM_CHUNK: usize = 32 * 1024;
+use crate::http::{FileBody, Response, ResponseBody, Version};
 
 /// How the response must be framed, from the request.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +95,7 @@ pub(crate) fn canned(status: u16, server: Option<&str>) -> Vec<u8> {
 }
 
 /// A plain-text error response: the status line's words as the body.
-pub fn error(status: u16, detail: &str) -> Response<'static> {
+pub fn error(status: u16, detail: &str) -> Response {
     let body =
         if detail.is_empty() { format!("{}\n", reason(status)) } else { format!("{}: {detail}\n", reason(status)) };
     Response::text(status, body)
@@ -113,7 +110,7 @@ fn is_token(s: &str) -> bool {
 
 /// Checks an app's response and takes out its `Content-Length` (the server frames).
 /// Returns the declared length if the app gave one.
-pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
+pub fn check(resp: &mut Response) -> Result<(), Refused> {
     if !(200..=999).contains(&resp.status) {
         return Err(Refused(format!("status {} is not a final status code", resp.status)));
     }
@@ -158,6 +155,9 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
             }
             ResponseBody::Empty if n != 0 => return Err(Refused(format!("Content-Length {n} but no body"))),
             ResponseBody::Stream(_, len) => *len = Some(n),
+            ResponseBody::File(f) if f.len() != n => {
+                return Err(Refused(format!("Content-Length {n} but a file range of {} bytes", f.len())));
+            }
             _ => {}
         }
     }
@@ -165,12 +165,14 @@ pub fn check(resp: &mut Response<'_>) -> Result<(), Refused> {
 }
 
 /// A response turned into bytes: all of it when its body is in memory, else the head
-/// and the stream to copy after it.
-pub(crate) enum Encoded<'a> {
+/// and where the body comes from.
+pub(crate) enum Encoded {
     /// Head and body, complete.
     Buffered(Vec<u8>),
     /// The head, then a body read from the app's stream.
-    Streamed(Vec<u8>, Box<dyn Read + 'a>, StreamMode),
+    Streamed(Vec<u8>, Box<dyn Read + Send>, StreamMode),
+    /// The head, then a file range (always `Content-Length`).
+    File(Vec<u8>, FileBody),
 }
 
 /// How a streamed body is framed on the wire.
@@ -185,7 +187,7 @@ pub(crate) enum StreamMode {
 
 /// Encodes `resp` (already `check`ed). Returns the bytes (or head and stream) and
 /// whether the connection may stay open after it.
-pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&str>) -> (Encoded<'a>, bool) {
+pub(crate) fn encode(resp: Response, framing: Framing, server: Option<&str>) -> (Encoded, bool) {
     let status = resp.status;
     let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
     let mut keep_alive = framing.keep_alive;
@@ -202,6 +204,7 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     }
     let mut body = None;
     let mut stream = None;
+    let mut file = None;
     match resp.body {
         ResponseBody::Empty => {
             if status != 204 && status != 304 {
@@ -224,6 +227,14 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
                 stream = Some((r, StreamMode::Exact(n)));
             }
         }
+        ResponseBody::File(f) => {
+            if status != 204 && status != 304 {
+                let _ = write!(head, "Content-Length: {}\r\n", f.len());
+            }
+            if !no_body && !f.is_empty() {
+                file = Some(f);
+            }
+        }
         ResponseBody::Stream(_, None) if no_body => {}
         ResponseBody::Stream(r, None) => match framing.version {
             Version::Http11 => {
@@ -243,6 +254,9 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     }
     head.push_str("\r\n");
     let mut out = latin1(head);
+    if let Some(f) = file {
+        return (Encoded::File(out, f), keep_alive);
+    }
     match stream {
         Some((r, mode)) => (Encoded::Streamed(out, r, mode), keep_alive),
         None => {
@@ -254,9 +268,11 @@ pub(crate) fn encode<'a>(resp: Response<'a>, framing: Framing, server: Option<&s
     }
 }
 
-/// The pace a client must keep while a worker copies a streamed response to it
-/// (ASP.NET Kestrel's `MinResponseDataRate`): no single wait longer than `stall`, and
-/// after `GRACE` an average of at least `min_rate` bytes per second.
+/// The pace a client must keep while it is sent a streamed or file body (ASP.NET
+/// Kestrel's `MinResponseDataRate`): no single wait for it longer than `stall`
+/// (`body_timeout`), and after `GRACE` an average of at least `min_rate` bytes per
+/// second (`min_send_rate`). The event side parks the connection until `budget()`
+/// from now; an early response's `write` waits that long on its app's thread.
 pub(crate) struct Pace {
     started: Instant,
     sent: u64,
@@ -273,7 +289,7 @@ impl Pace {
     }
 
     /// The longest the next wait for the client may be; zero: it is too slow already.
-    fn budget(&self) -> Duration {
+    pub(crate) fn budget(&self) -> Duration {
         if self.min_rate == 0 {
             return self.stall;
         }
@@ -281,22 +297,25 @@ impl Pace {
         earned.saturating_sub(self.started.elapsed()).min(self.stall)
     }
 
-    /// Writes all of `buf`, waiting for the client within the pace.
+    /// Counts bytes the client took.
+    pub(crate) fn sent(&mut self, n: usize) {
+        self.sent += n as u64;
+    }
+
+    /// Writes all of `buf`, waiting for the client within the pace, on this thread:
+    /// only for an app's own `EarlyResponse::write`, which runs inside the app.
     pub(crate) fn write_all(&mut self, conn: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             match (&*conn).write(buf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     buf = &buf[n..];
-                    self.sent += n as u64;
+                    self.sent(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     let budget = self.budget();
                     if budget.is_zero() || !wait_ready(conn, Interest::WRITABLE, budget)? {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "client took the streamed response slower than min_send_rate or body_timeout allow",
-                        ));
+                        return Err(too_slow());
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -307,67 +326,9 @@ impl Pace {
     }
 }
 
-/// Sends a streamed response: the head, then the body copied from the app's stream,
-/// the client held to `pace`. Returns the bytes written and
-/// whether the body came out whole (an app that promised more than it had leaves the
-/// client unable to frame the next response: the connection must end).
-pub(crate) fn send_stream(
-    conn: &TcpStream,
-    head: &[u8],
-    mut body: Box<dyn Read + '_>,
-    mode: StreamMode,
-    mut pace: Pace,
-) -> io::Result<(u64, bool)> {
-    pace.write_all(conn, head)?;
-    let bytes = head.len() as u64;
-    Ok(match mode {
-        StreamMode::Exact(n) => {
-            let copied = copy(&mut body, conn, Some(n), false, &mut pace)?;
-            (bytes + copied, copied == n)
-        }
-        StreamMode::Chunked => (bytes + copy(&mut body, conn, None, true, &mut pace)?, true),
-        StreamMode::UntilClose => (bytes + copy(&mut body, conn, None, false, &mut pace)?, true),
-    })
-}
-
-/// Copies a body stream to the client, chunked or not, at most `limit` bytes.
-pub(crate) fn copy(
-    r: &mut dyn Read,
-    conn: &TcpStream,
-    limit: Option<u64>,
-    chunked: bool,
-    pace: &mut Pace,
-) -> io::Result<u64> {
-    let mut buf = vec![0u8; STREAM_CHUNK + 32];
-    let mut total = 0u64;
-    loop {
-        let room = limit.map_or(STREAM_CHUNK, |l| (l - total).min(STREAM_CHUNK as u64) as usize);
-        if room == 0 {
-            break;
-        }
-        // Leave space in front for the chunk-size line so each chunk is one write.
-        let n = match r.read(&mut buf[16..16 + room]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        total += n as u64;
-        if chunked {
-            let size = format!("{n:x}\r\n");
-            let start = 16 - size.len();
-            buf[start..16].copy_from_slice(size.as_bytes());
-            buf[16 + n..16 + n + 2].copy_from_slice(b"\r\n");
-            pace.write_all(conn, &buf[start..16 + n + 2])?;
-        } else {
-            pace.write_all(conn, &buf[16..16 + n])?;
-        }
-    }
-    if chunked {
-        pace.write_all(conn, b"0\r\n\r\n")?;
-        total += 5;
-    }
-    Ok(total)
+/// The error of a client cut off for taking a response too slowly.
+pub(crate) fn too_slow() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "client took the response slower than min_send_rate or body_timeout allow")
 }
 
 thread_local! {
@@ -468,7 +429,7 @@ mod tests {
 
     #[test]
     fn app_responses_that_would_split_or_reframe_are_refused() {
-        let cases: Vec<(Response<'static>, bool)> = vec![
+        let cases: Vec<(Response, bool)> = vec![
             (Response::text(200, "x").with_header("X-Ok", "fine"), true),
             (Response::text(200, "x").with_header("X-Bad", "a\r\nSet-Cookie: evil=1"), false),
             (Response::text(200, "x").with_header("X-Nul", "a\0b"), false),

@@ -305,7 +305,7 @@ pub struct SlowApp {
 }
 
 impl spindle::App for SlowApp {
-    fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult<'a> {
+    fn call<'a>(&self, _req: spindle::http::Request<'a>) -> spindle::http::AppResult {
         let _ = self.entered.send(());
         thread::sleep(Duration::from_millis(1500));
         Ok(spindle::http::Response::text(200, self.body))
