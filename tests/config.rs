@@ -24,6 +24,17 @@ fn bad_configs_exit_2_naming_the_file_key_and_line() {
         ("[limits]\n\nheader_timeout = 10\n", "limits.header_timeout", ":3:"),
         ("[pool]\nmin_threads = 9\nmax_threads = 2\n", "pool.min_threads (9) is above pool.max_threads (2)", ":2:"),
         ("[pool]\nqueue_capacity = 0\n", "pool.queue_capacity", ":2:"),
+        (
+            "[limits]\nmemory_budget = \"16KiB\"\n",
+            "limits.memory_budget (16384) is below limits.body_buffer_bytes (65536)",
+            ":2:",
+        ),
+        ("[limits]\n\ndisk_budget = \"1MiB\"\n", "limits.disk_budget (1048576) is below limits.max_body_bytes", ":3:"),
+        (
+            "[limits]\nmax_body_bytes = \"1GiB\"\ndisk_budget = \"512MiB\"\n",
+            "limits.disk_budget (536870912) is below limits.max_body_bytes (1073741824)",
+            ":3:",
+        ),
         ("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:99999\"\nprotocol = \"echo\"\n", "listener[0].bind", ":3:"),
         ("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:0\"\nprotocol = \"gopher\"\n", "listener[0].protocol", ":4:"),
     ];
