@@ -10,6 +10,7 @@
 #![deny(missing_docs)]
 
 mod acceptor;
+mod budget;
 pub mod config;
 mod conn;
 mod control;

@@ -2,11 +2,16 @@
 //!
 //! Everything is a relaxed atomic: figures are for operators, not for synchronisation.
 //! Writers are the acceptor (accepted, shed) and the workers (requests, bytes,
-//! durations); readers are the `metrics` and `status` apps and the stop summary.
+//! durations); readers are the `metrics` and `status` apps and the stop summary. The
+//! byte budgets keep their own figures (`budget.rs`); `Metrics` holds a handle on them
+//! to render them with the rest.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::budget::{Budget, Budgets};
 
 /// A monotonically increasing counter.
 #[derive(Default, Debug)]
@@ -77,9 +82,45 @@ pub struct Metrics {
     pub send_cut: Counter,
     /// HTTP request durations (head read to response written).
     pub durations: Histogram,
+    /// The byte budgets whose figures are rendered with these (none by default).
+    budgets: Vec<Arc<Budget>>,
 }
 
+/// The figures of every budget, one labelled series each: (name, type, help, value).
+type BudgetFigure = (&'static str, &'static str, &'static str, fn(&Budget) -> u64);
+const BUDGET_FIGURES: [BudgetFigure; 4] = [
+    (
+        "spindle_budget_used_bytes",
+        "gauge",
+        "Bytes held in a process-wide budget: memory (request bodies and pending response output) or disk (spilled request bodies).",
+        Budget::used,
+    ),
+    (
+        "spindle_budget_limit_bytes",
+        "gauge",
+        "A budget's limit (limits.memory_budget, limits.disk_budget).",
+        Budget::limit,
+    ),
+    (
+        "spindle_budget_waiting_connections",
+        "gauge",
+        "Connections waiting, unread, for room in a budget.",
+        Budget::waiting,
+    ),
+    (
+        "spindle_budget_waits_total",
+        "counter",
+        "Times a connection found a budget full and had to wait for room.",
+        Budget::waits_total,
+    ),
+];
+
 impl Metrics {
+    /// Zeroed figures, rendered with those of `budgets`.
+    pub(crate) fn with_budgets(budgets: &Budgets) -> Metrics {
+        Metrics { budgets: budgets.all().into_iter().cloned().collect(), ..Metrics::default() }
+    }
+
     /// Counts one response with `status`.
     pub fn response(&self, status: u16, duration: Duration) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
@@ -132,6 +173,14 @@ impl Metrics {
         for (name, kind, help, v) in owned {
             one(name, kind, help, *v);
         }
+        if !self.budgets.is_empty() {
+            for (name, kind, help, value) in BUDGET_FIGURES {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for b in &self.budgets {
+                    let _ = writeln!(out, "{name}{{budget=\"{}\"}} {}", b.name(), value(b));
+                }
+            }
+        }
         let _ = writeln!(out, "# HELP spindle_http_responses_total HTTP responses by status class.");
         let _ = writeln!(out, "# TYPE spindle_http_responses_total counter");
         for (i, c) in self.responses.iter().enumerate() {
@@ -159,7 +208,11 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_in_the_exposition() {
-        let m = Metrics::default();
+        let budgets = Budgets::new(&crate::config::Limits::default());
+        let m = Metrics::with_budgets(&budgets);
+        let mut held = budgets.disk.hold();
+        assert!(held.grow(1000));
+        let _waiting = budgets.memory.wait_begin();
         m.response(200, Duration::from_micros(300));
         m.response(404, Duration::from_millis(20));
         m.response(503, Duration::from_secs(10));
@@ -179,8 +232,19 @@ mod tests {
             "spindle_pool_threads 4",
             "# TYPE spindle_pool_threads gauge",
             "# TYPE spindle_pool_panics_total counter",
+            "# TYPE spindle_budget_used_bytes gauge",
+            "spindle_budget_used_bytes{budget=\"memory\"} 0",
+            "spindle_budget_used_bytes{budget=\"disk\"} 1000",
+            "spindle_budget_limit_bytes{budget=\"memory\"} 134217728",
+            "spindle_budget_limit_bytes{budget=\"disk\"} 536870912",
+            "spindle_budget_waiting_connections{budget=\"memory\"} 1",
+            "# TYPE spindle_budget_waits_total counter",
+            "spindle_budget_waits_total{budget=\"memory\"} 1",
+            "spindle_budget_waits_total{budget=\"disk\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+        // One HELP and one TYPE per name, however many labelled series it has.
+        assert_eq!(text.matches("# TYPE spindle_budget_used_bytes ").count(), 1, "{text}");
     }
 }

@@ -1,14 +1,16 @@
 //! What every thread shares: the running config, the stop flags, the figures, the
-//! registry of open sockets, the lot, and a weak handle on the pool.
+//! process-wide byte budgets, the registry of open sockets, the lot, and a weak handle
+//! on the pool.
 //!
-//! It sits low in the module graph (it imports config, metrics, conn, lot, pool and
-//! systemd, and nothing above them), so the acceptor, the protocol turns and the
+//! It sits low in the module graph (it imports config, budget, metrics, conn, lot, pool
+//! and systemd, and nothing above them), so the acceptor, the protocol turns and the
 //! built-in apps can all take a `&Shared` without a cycle through the server.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
+use crate::budget::Budgets;
 use crate::config::{Config, Limits};
 use crate::conn::Registry;
 use crate::lot::Lot;
@@ -30,6 +32,10 @@ pub(crate) struct Shared {
     pub draining: AtomicBool,
     /// Process figures.
     pub metrics: Metrics,
+    /// Bytes buffered process-wide, in memory and in spilled bodies, against
+    /// `limits.memory_budget` and `limits.disk_budget`. Their limits follow the
+    /// running config (`set_config`).
+    pub budgets: Budgets,
     /// Every open socket.
     pub registry: Arc<Registry>,
     /// Idle connections and the workers' shared epoll.
@@ -69,10 +75,12 @@ pub struct Stats {
 
 impl Shared {
     pub(crate) fn new(config: Config, registry: Arc<Registry>, lot: Arc<Lot>, notifier: Notifier) -> Shared {
+        let budgets = Budgets::new(&config.limits);
         Shared {
             listeners_closed: StopEvent::new(),
             draining: AtomicBool::new(false),
-            metrics: Metrics::default(),
+            metrics: Metrics::with_budgets(&budgets),
+            budgets,
             registry,
             lot,
             config: RwLock::new(Arc::new(config)),
@@ -94,8 +102,10 @@ impl Shared {
     }
 
     /// Installs a reloaded config. Listeners are not rebound: changes to them are logged
-    /// and need a restart.
+    /// and need a restart. The budgets take the new limits at once (bytes already held
+    /// stay held, even above a lowered limit: they belong to requests already accepted).
     pub(crate) fn set_config(&self, new: Config) {
+        self.budgets.set_limits(&new.limits);
         *self.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
     }
 

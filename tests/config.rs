@@ -24,6 +24,17 @@ fn bad_configs_exit_2_naming_the_file_key_and_line() {
         ("[limits]\n\nheader_timeout = 10\n", "limits.header_timeout", ":3:"),
         ("[pool]\nmin_threads = 9\nmax_threads = 2\n", "pool.min_threads (9) is above pool.max_threads (2)", ":2:"),
         ("[pool]\nqueue_capacity = 0\n", "pool.queue_capacity", ":2:"),
+        (
+            "[limits]\nmemory_budget = \"16KiB\"\n",
+            "limits.memory_budget (16384) is below limits.body_buffer_bytes (65536)",
+            ":2:",
+        ),
+        ("[limits]\n\ndisk_budget = \"1MiB\"\n", "limits.disk_budget (1048576) is below limits.max_body_bytes", ":3:"),
+        (
+            "[limits]\nmax_body_bytes = \"1GiB\"\ndisk_budget = \"512MiB\"\n",
+            "limits.disk_budget (536870912) is below limits.max_body_bytes (1073741824)",
+            ":3:",
+        ),
         ("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:99999\"\nprotocol = \"echo\"\n", "listener[0].bind", ":3:"),
         ("[[listener]]\nname = \"a\"\nbind = \"127.0.0.1:0\"\nprotocol = \"gopher\"\n", "listener[0].protocol", ":4:"),
     ];
@@ -292,4 +303,38 @@ fn a_wsgi_app_in_the_config_is_refused_by_spindle_with_exit_2() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("listener[0].apps.\"/api\"") && err.contains("wsgi apps need spindle-wsgi"), "{err}");
     assert!(err.contains(path.to_str().unwrap()), "{err}");
+}
+
+/// The byte budgets (issue 16) are in `/metrics` and `/status` from start, and a SIGHUP
+/// reload changes their limits in the running process.
+#[test]
+fn budgets_are_reported_and_a_reload_changes_their_limits() {
+    let config = |memory: &str| format!("[limits]\nmemory_budget = \"{memory}\"\n{HTTP_NO_APPS}");
+    let daemon = Daemon::start(&config("1MiB"));
+    let addr = daemon.addr("http");
+    let (status, metrics) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "# TYPE spindle_budget_used_bytes gauge",
+        "spindle_budget_limit_bytes{budget=\"memory\"} 1048576",
+        "spindle_budget_limit_bytes{budget=\"disk\"} 536870912",
+        "spindle_budget_used_bytes{budget=\"memory\"} 0",
+        "spindle_budget_waiting_connections{budget=\"disk\"} 0",
+        "# TYPE spindle_budget_waits_total counter",
+        "spindle_budget_waits_total{budget=\"memory\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    let (_, status) = get(addr, "/status");
+    assert!(
+        status.contains("\"budgets\":{\"memory\":{\"used\":0,\"limit\":1048576,\"waiting\":0,\"waits\":0},\"disk\":{"),
+        "{status}"
+    );
+
+    std::fs::write(&daemon.config, config("2MiB")).unwrap();
+    daemon.signal("HUP");
+    // The log line comes just before the new config is installed: poll the figure.
+    let raised = "spindle_budget_limit_bytes{budget=\"memory\"} 2097152\n";
+    let reloaded = daemon.eventually(Duration::from_secs(10), |_| get(addr, "/metrics").1.contains(raised));
+    assert!(reloaded, "{}", get(addr, "/metrics").1);
 }

@@ -412,6 +412,8 @@ max_headers = 5
 max_uri_bytes = 1000
 max_body_bytes = 12345678901
 body_buffer_bytes = "1MiB"
+memory_budget = "3MiB"
+disk_budget = 23456789012
 min_send_rate = 0
 max_requests_per_connection = 1
 [log]
@@ -497,6 +499,28 @@ apps = {}
         // A listener with only required keys gets the defaults.
         let l = &parse(LISTENER).unwrap().listeners[0];
         assert_eq!((l.backlog, l.reuse_port), (1024, false));
+    }
+
+    #[test]
+    fn budgets_that_hold_one_connection_are_accepted() {
+        // (limits table, memory_budget, disk_budget)
+        let cases: &[(&str, u64, u64)] = &[
+            ("", 128 << 20, 512 << 20),
+            ("memory_budget = \"64KiB\"\ndisk_budget = \"16MiB\"\n", 64 << 10, 16 << 20),
+            // Bodies that never spill need no disk at all.
+            ("max_body_bytes = \"64KiB\"\ndisk_budget = 0\n", 128 << 20, 0),
+            ("max_body_bytes = 0\ndisk_budget = 0\n", 128 << 20, 0),
+            ("memory_budget = \"16GiB\"\ndisk_budget = \"1024GiB\"\n", 16 << 30, 1 << 40),
+            // Unset budgets are raised to hold one buffer, one largest body.
+            ("body_buffer_bytes = \"256MiB\"\nmax_body_bytes = \"1GiB\"\n", 256 << 20, 1 << 30),
+            ("max_body_bytes = 12345678901\n", 128 << 20, 12_345_678_901),
+        ];
+        for (table, memory, disk) in cases {
+            let c = parse(&format!("[limits]\n{table}{LISTENER}")).unwrap_or_else(|e| panic!("{table:?}: {e}"));
+            assert_eq!((c.limits.memory_budget, c.limits.disk_budget), (*memory, *disk), "{table:?}");
+            let again = parse(&c.to_toml()).unwrap();
+            assert_eq!(again.limits, c.limits, "{table:?} writes back");
+        }
     }
 
     #[test]
@@ -722,6 +746,34 @@ apps = {}
                 5,
                 "listener[0].apps",
                 "invalid type: string \"hello\", expected a table",
+            ),
+            (
+                "memory budget below one buffer",
+                format!("[limits]\nmemory_budget = \"32KiB\"\n{LISTENER}"),
+                2,
+                "limits.memory_budget",
+                "limits.memory_budget (32768) is below limits.body_buffer_bytes (65536): it must hold at least one connection's buffer",
+            ),
+            (
+                "disk budget below the largest body",
+                format!("[limits]\ndisk_budget = \"1MiB\"\n{LISTENER}"),
+                2,
+                "limits.disk_budget",
+                "limits.disk_budget (1048576) is below limits.max_body_bytes (16777216): it must hold at least one connection's body",
+            ),
+            (
+                "disk budget below a raised largest body",
+                format!("[limits]\nmax_body_bytes = \"1GiB\"\n\ndisk_budget = \"512MiB\"\n{LISTENER}"),
+                4,
+                "limits.disk_budget",
+                "limits.disk_budget (536870912) is below limits.max_body_bytes (1073741824)",
+            ),
+            (
+                "negative budget",
+                format!("[limits]\nmemory_budget = -1\n{LISTENER}"),
+                2,
+                "limits.memory_budget",
+                "size -1 is negative",
             ),
             (
                 "one [listener] table",

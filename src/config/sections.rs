@@ -106,7 +106,7 @@ fn pool_finish(pool: &mut PoolConfig, ctx: &Ctx, written: &Written) -> Result<()
 
 section! {
     /// `[limits]` settings.
-    pub struct Limits in "limits" {
+    pub struct Limits in "limits" finish limits_finish {
         /// Open connections across all listeners; at least 1.
         pub max_connections: usize = count(1) => 10_000;
         /// Idle time after which an echo connection is closed; `None` means never.
@@ -130,12 +130,64 @@ section! {
         /// A request body up to this size is held in memory; a larger one is spilled to
         /// an unnamed temporary file. At least 1024.
         pub body_buffer_bytes: usize = size(1024) => 64 * 1024;
+        /// Bytes of request bodies held in memory plus response output pending on
+        /// connections, process-wide; at least `body_buffer_bytes` (raised to it when the
+        /// file leaves the key out, refused when the file sets less). 128 MiB: with the
+        /// disk budget, 640 MiB, which a 1 GiB container holds with room for the process
+        /// even when `$TMPDIR` is a tmpfs (whose pages are memory).
+        pub memory_budget: u64 = Kind::Size { min: 0, max: u64::MAX } => 128 * 1024 * 1024;
+        /// Bytes of request bodies spilled to temporary files, process-wide; at least
+        /// `max_body_bytes` where bodies can spill (raised or refused as
+        /// `memory_budget` is). 512 MiB: 32 uploads of the default `max_body_bytes` at
+        /// once.
+        pub disk_budget: u64 = Kind::Size { min: 0, max: u64::MAX } => 512 * 1024 * 1024;
         /// Slowest average pace, in bytes per second after a 5 s grace, at which a client
         /// may take a streamed response before the connection is closed; 0: no floor.
         pub min_send_rate: usize = count(0) => 240;
         /// Requests per keep-alive connection; at least 1.
         pub max_requests_per_connection: usize = count(1) => 1000;
     }
+}
+
+/// The budgets against the per-connection sizes they must be able to hold: a memory
+/// budget below one connection's body buffer, or a disk budget below one body of the
+/// largest size allowed, would let a request wait for room that can never free, and
+/// end in 503 every time. A budget the file sets that small is refused; one it leaves
+/// out is raised to fit (as an unset `pool.min_threads` is capped), so a file written
+/// before the budgets existed, with a larger `max_body_bytes`, still loads and means
+/// what it meant.
+fn limits_finish(limits: &mut Limits, ctx: &Ctx, written: &Written) -> Result<(), Error> {
+    let buffer = limits.body_buffer_bytes as u64;
+    let why = "one connection's buffer";
+    fit_budget(ctx, written, &mut limits.memory_budget, "memory_budget", (buffer, "body_buffer_bytes"), why)?;
+    // A body larger than the buffer is spilled whole (receive.rs), so the disk must
+    // hold one of max_body_bytes; when no body can pass the buffer, none spills.
+    let largest_spill = if limits.max_body_bytes > buffer { limits.max_body_bytes } else { 0 };
+    let why = "one connection's body, or an upload of the largest size allowed could never complete \
+               (bodies over limits.body_buffer_bytes are spilled to disk)";
+    fit_budget(ctx, written, &mut limits.disk_budget, "disk_budget", (largest_spill, "max_body_bytes"), why)
+}
+
+/// Checks the budget `limits.<key>` against `need`, the bytes one connection may have
+/// to hold in it (the size of the key `need_key`): refused, naming both keys and
+/// `why`, when the file set it lower; raised to `need` when the file left it out.
+fn fit_budget(
+    ctx: &Ctx,
+    written: &Written,
+    budget: &mut u64,
+    key: &str,
+    (need, need_key): (u64, &str),
+    why: &str,
+) -> Result<(), Error> {
+    match written.span(key) {
+        None => *budget = (*budget).max(need),
+        Some(span) if *budget < need => {
+            let what = format!("({budget}) is below limits.{need_key} ({need}): it must hold at least {why}");
+            return Err(ctx.bad(span, &format!("limits.{key}"), what));
+        }
+        Some(_) => {}
+    }
+    Ok(())
 }
 
 section! {

@@ -156,13 +156,30 @@ impl App for Status {
         let s = sh.stats();
         let m = &sh.metrics;
         let r = &m.responses;
+        let budgets: Vec<String> = sh
+            .budgets
+            .all()
+            .iter()
+            .map(|b| {
+                format!(
+                    "\"{}\":{{\"used\":{},\"limit\":{},\"waiting\":{},\"waits\":{}}}",
+                    b.name(),
+                    b.used(),
+                    b.limit(),
+                    b.waiting(),
+                    b.waits_total()
+                )
+            })
+            .collect();
+        let budgets = budgets.join(",");
         let json = format!(
             concat!(
                 "{{\"uptime_seconds\":{},\"draining\":{},",
                 "\"connections\":{{\"open\":{},\"parked\":{},\"active\":{},\"accepted\":{},\"shed\":{},\"dropped\":{}}},",
                 "\"pool\":{{\"threads\":{},\"busy\":{},\"min\":{},\"max\":{},\"queued\":{},\"capacity\":{},\"panics\":{}}},",
                 "\"http\":{{\"responses\":{{\"1xx\":{},\"2xx\":{},\"3xx\":{},\"4xx\":{},\"5xx\":{}}},\"bytes_in\":{},\"bytes_out\":{}}},",
-                "\"echo\":{{\"bytes\":{}}}}}\n"
+                "\"echo\":{{\"bytes\":{}}},",
+                "\"budgets\":{{{}}}}}\n"
             ),
             sh.started.elapsed().as_secs(),
             sh.is_draining(),
@@ -187,6 +204,7 @@ impl App for Status {
             m.bytes_in.get(),
             m.bytes_out.get(),
             m.echo_bytes.get(),
+            budgets,
         );
         Ok(live(Response::bytes(200, "application/json", json.into_bytes())))
     }
