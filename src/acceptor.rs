@@ -40,6 +40,10 @@ use crate::listener::ListenerCtx;
 use crate::service;
 use crate::shared::{Shared, WorkerPool};
 
+/// Stalled request bodies one wake-up resumes: enough to use the room a finished
+/// upload frees, few enough that bodies which still find none cost little.
+const STALL_BATCH: usize = 32;
+
 /// The poll token of the waker.
 pub const WAKER: Token = Token(usize::MAX);
 /// After an accept error such as EMFILE, wait this long before accepting again, so the
@@ -171,6 +175,8 @@ impl Acceptor {
             }
             let now = Instant::now();
             self.expire(now);
+            // Room freed in a budget: stalled request bodies try again.
+            self.shared.lot.resume_stalled(STALL_BATCH);
             if now >= self.next_tick {
                 self.watch_load(now);
             }

@@ -1,5 +1,5 @@
-//! Process-wide byte budgets: how many bytes of request bodies and pending response
-//! output the whole process may hold in memory, and how many bytes of spilled request
+//! Process-wide byte budgets: how many bytes of request bodies the whole
+//! process may hold in memory, and how many bytes of spilled request
 //! bodies it may hold in temporary files (issue 16, "Budgets").
 //!
 //! A [`Budget`] is a limit and a running total, shared as `Arc<Budget>` through
@@ -32,10 +32,6 @@
 //! growth a budget exists to stop (the config cannot write one where it matters
 //! anyway: see `limits.memory_budget`). A budget nothing should stop is given a limit
 //! nothing reaches, such as `u64::MAX`.
-
-// The body-receive path and the lot take their holdings in the next step of issue 16;
-// until then only the figures, the limits and the tests use this API.
-#![cfg_attr(not(test), expect(dead_code, reason = "wired into the body path next (issue 16)"))]
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,6 +259,16 @@ impl Held {
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
+
+    /// The budget this holds bytes of.
+    pub(crate) fn budget(&self) -> &Arc<Budget> {
+        &self.budget
+    }
+
+    /// Gives back what is held beyond `n` bytes.
+    pub(crate) fn keep(&mut self, n: u64) {
+        self.shrink(self.bytes.saturating_sub(n));
+    }
 }
 
 impl Drop for Held {
@@ -289,7 +295,7 @@ impl Drop for Waiting {
 /// The process's budgets, built from `[limits]` at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Budgets {
-    /// Request bodies held in memory plus response output pending on connections
+    /// Request bodies held in memory
     /// (`limits.memory_budget`).
     pub memory: Arc<Budget>,
     /// Request bodies spilled to temporary files (`limits.disk_budget`).

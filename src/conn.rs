@@ -1,11 +1,13 @@
-//! A client connection, the registry of every open one, and the wait helper workers
-//! use when a socket would block.
+//! A client connection, the registry of every open one, and the wait helper an app's
+//! own `EarlyResponse::write` uses.
 //!
 //! A `Conn` is owned by exactly one thread at a time and moves by value: the acceptor
-//! parks it (registered in its poll), a worker takes it for a turn, and hands it back
-//! (`Next::Park`) or drops it. The socket is non-blocking for its whole life; a worker
-//! that must wait (a response write, a body read) waits on its own small thread-local
-//! poll with a timeout, so no wait is unbounded.
+//! accepts it and parks it in the lot, a worker takes it for a turn and hands it back
+//! (`Next::Park`, with its `Phase` and deadline set by `Conn::park`) or drops it. The
+//! socket is non-blocking for its whole life, and a turn never waits on it: what would
+//! block is parked with the connection (`Phase` carries what each wait needs). The one
+//! wait left is inside an app that writes its response itself while it runs
+//! (`wait_ready`, bounded by the client's pace).
 //!
 //! The `Registry` holds a second `Arc` of every open socket, so that shutdown can cut
 //! sockets owned by workers blocked in I/O (`graceful_timeout`, immediate stop) and the
@@ -46,6 +48,12 @@ pub(crate) enum Phase {
     /// HTTP request whose head is here and whose body is still arriving (it is received
     /// whole before the app runs). Deadline: `body_timeout` after the last bytes (408).
     HttpBody,
+    /// HTTP request body that found no room in the memory or disk budget: not read
+    /// (parked without read interest, so TCP pushes back on the client) until room
+    /// frees. `epoch`: the lot's room epoch read before the body's last try, so room
+    /// freed since is not missed (`Lot::park`). Deadline: `body_timeout` from the
+    /// stall's start; then `503` with `Retry-After`.
+    HttpStalled { epoch: u64 },
     /// HTTP response on its way out (`http::outgoing`): output the client has not
     /// taken yet, and the body's source (the app's stream, a file) still to pull from.
     /// Waits for writability. Deadline: what the client's pace allows

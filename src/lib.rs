@@ -1,11 +1,14 @@
 //! spindle: a threaded TCP and HTTP/1.1 server daemon.
 //!
-//! One acceptor thread (a mio event loop) owns the listeners and every idle
-//! connection, and hands connections that have work to a bounded, resizable worker
-//! pool. Workers run the echo service or an HTTP/1.1 turn that calls a WSGI-like
-//! [`App`]. A shared [`StopEvent`] and signal-driven graceful shutdown finish
-//! in-flight work and join every thread. See `DESIGN.md`-style notes at the top of
-//! each module.
+//! One acceptor thread (a mio event loop) owns the listeners, the deadlines, the load
+//! watch and the stop. Connections with nothing to do are parked in the *lot*, one
+//! epoll that a bounded, resizable worker pool waits on (leader/followers): the worker
+//! that sees a connection ready serves its turn (echo, or HTTP/1.1 calling a WSGI-like
+//! [`App`]) and parks it again with whatever it has so far. No thread waits on a
+//! client: partial heads, bodies still arriving, bodies waiting for budget room and
+//! responses the client is slow to take all wait parked. A shared [`StopEvent`] and
+//! signal-driven graceful shutdown finish in-flight work and join every thread.
+//! `docs/engine.md` has the protocols; each module opens with what it owns.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -32,7 +32,7 @@ use mio::Waker;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 
-use crate::conn::{Conn, Next};
+use crate::conn::{Conn, Next, Phase};
 
 /// Event data of the run-queue bell (armed one-shot while the queue is not empty).
 const BELL: u64 = u64::MAX;
@@ -78,6 +78,14 @@ pub(crate) struct Lot {
     queued: AtomicUsize,
     /// Turns finished since start: the acceptor's evidence that workers make progress.
     finished: AtomicU64,
+    /// Ids of request bodies parked for room in a budget (`Phase::HttpStalled`), oldest
+    /// first; an id may be stale (the connection left by a deadline or a hang-up).
+    /// Locked before a shard's lock, never after.
+    stalled: Mutex<VecDeque<u64>>,
+    /// Bumped each time a budget gives bytes back while someone waits.
+    room_epoch: AtomicU64,
+    /// Set with each bump, taken by the acceptor's `resume_stalled`.
+    room: AtomicBool,
 }
 
 /// Shards of the map: with one lock, four workers queued on it twice a request
@@ -110,6 +118,10 @@ impl Shard {
 }
 
 fn flags_for(conn: &Conn) -> EventFlags {
+    if matches!(conn.phase, Phase::HttpStalled { .. }) {
+        // Not read until the budget has room; HUP and ERR (a reset) are still reported.
+        return EventFlags::ONESHOT;
+    }
     if conn.wants_write() {
         // Not RDHUP: a client that half-closes and stops reading would make every re-arm
         // fire at once, and a worker would spin on a flush that writes nothing. HUP and
@@ -147,6 +159,9 @@ impl Lot {
             idle: AtomicUsize::new(0),
             queued: AtomicUsize::new(0),
             finished: AtomicU64::new(0),
+            stalled: Mutex::default(),
+            room_epoch: AtomicU64::new(0),
+            room: AtomicBool::new(false),
         })
     }
 
@@ -174,9 +189,25 @@ impl Lot {
         if conn.phase.runnable() {
             return self.enqueue(conn);
         }
+        // A body waiting for budget room is listed for `resume_stalled`, under the
+        // list's lock held across the shard's insert (so a resume cannot look for it
+        // in between). Room freed since its last try (the epoch moved) would wake no
+        // one: it tries again now instead.
+        let mut stalled = None;
+        if let Phase::HttpStalled { epoch } = conn.phase {
+            let list = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+            if self.room_epoch.load(Ordering::SeqCst) != epoch {
+                drop(list);
+                return self.enqueue(conn);
+            }
+            stalled = Some(list);
+        }
         let mut shard = self.shard(conn.id);
         if self.gone.load(Ordering::SeqCst) {
             return; // dropping closes it
+        }
+        if let Some(list) = &mut stalled {
+            list.push_back(conn.id);
         }
         if self.closing.load(Ordering::SeqCst) && conn.is_idle() && !conn.readable() {
             match conn.fresh_until() {
@@ -368,6 +399,45 @@ impl Lot {
         out
     }
 
+    /// A budget gave bytes back while connections wait for room (any thread; the
+    /// budgets' `on_room`): bumps the epoch and wakes the acceptor to resume them.
+    pub(crate) fn room_freed(&self) {
+        self.room_epoch.fetch_add(1, Ordering::SeqCst);
+        self.room.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// The room epoch, read by a body before its last try for room.
+    pub(crate) fn room_epoch(&self) -> u64 {
+        self.room_epoch.load(Ordering::SeqCst)
+    }
+
+    /// After room was freed: moves up to `max` stalled bodies, oldest first, to the run
+    /// queue to try again (those that still find none park again, at the back).
+    pub(crate) fn resume_stalled(&self, max: usize) {
+        if !self.room.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        let mut resumed = Vec::new();
+        {
+            let mut list = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
+            while resumed.len() < max {
+                let Some(id) = list.pop_front() else { break };
+                let mut shard = self.shard(id);
+                if shard.conns.get(&id).is_some_and(|c| matches!(c.phase, Phase::HttpStalled { .. })) {
+                    resumed.extend(shard.remove(id));
+                }
+            }
+            if !list.is_empty() {
+                // More wait: the next give, or the next pass, takes the next batch.
+                self.room.store(true, Ordering::SeqCst);
+            }
+        }
+        for conn in resumed {
+            self.enqueue(conn);
+        }
+    }
+
     /// Connections whose deadline has passed, taken out.
     pub(crate) fn expired(&self, now: Instant) -> Vec<Conn> {
         let mut out = Vec::new();
@@ -497,7 +567,7 @@ impl crate::pool::Source for Lot {
 mod tests {
     use super::*;
     use crate::config::Protocol;
-    use crate::conn::{Phase, Registry};
+    use crate::conn::Registry;
     use crate::listener::ListenerCtx;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream};

@@ -206,6 +206,10 @@ impl ServerBuilder {
         let lot = Arc::new(Lot::new(Arc::clone(&waker))?);
         let notifier = if self.systemd { Notifier::from_env() } else { Notifier::disabled() };
         let shared = Arc::new(Shared::new(self.config.clone(), registry, lot, notifier));
+        for budget in shared.budgets.all() {
+            let lot = Arc::clone(&shared.lot);
+            budget.on_room(move || lot.room_freed());
+        }
         let mut activated = if self.systemd {
             systemd::take_activated(&self.config.listeners).map_err(StartError::Activation)?
         } else {

@@ -106,6 +106,15 @@ pub(crate) fn expired(mut conn: Conn, shared: &Shared) -> Next {
         tracing::debug!(conn = conn.id, peer = %conn.peer, "no PROXY header within header_timeout; closed unanswered");
         return Next::Done;
     }
+    if matches!(conn.phase, Phase::HttpStalled { .. }) {
+        // No room in the budgets came within body_timeout. Not 408: the client was not
+        // slow, the server would not read. Not 413: the body is not too large for
+        // this server, only for this moment. 503 with Retry-After says "try again".
+        tracing::debug!(conn = conn.id, peer = %conn.peer, "no budget room for the request body within body_timeout: 503");
+        shared.metrics.response(503, Duration::ZERO);
+        let _ = (&*conn.stream).write(&canned(503, shared.config().server.server_header.as_deref()));
+        return conn.close_gracefully();
+    }
     let partial_head = matches!(conn.phase, Phase::HttpHead) && (!conn.input.is_empty() || conn.incoming.is_some());
     if partial_head || matches!(conn.phase, Phase::HttpBody) {
         // Part of a request came, the rest did not: RFC 9110 §15.5.9.

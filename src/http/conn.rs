@@ -86,6 +86,11 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         server: config.server.server_header.as_deref(),
         body_buffer: limits.body_buffer_bytes,
     };
+    // A body stalled for budget room whose client left: it would be reported ready
+    // again at every re-park.
+    if matches!(conn.phase, Phase::HttpStalled { .. }) && conn.hung_up() {
+        return Next::Done;
+    }
     // 1. send what a previous turn could not
     if matches!(conn.phase, Phase::HttpSend(_)) {
         let Phase::HttpSend(out) = std::mem::replace(&mut conn.phase, Phase::HttpHead) else { return Next::Done };
@@ -200,6 +205,24 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
                 // Yield; the socket still has bytes, so the lot hands it out again.
                 return Err(park_body(conn, ctx));
             }
+            // Room in the budgets for what the next read may store, or no read: the
+            // client waits (TCP pushes back), costing neither memory nor a thread.
+            let epoch = ctx.shared.lot.room_epoch();
+            let pending = conn.input.len();
+            let stalled = match conn.incoming.as_mut() {
+                Some(inc) => {
+                    if inc.make_room(pending, READ_CHUNK) {
+                        None
+                    } else {
+                        inc.stalled_since()
+                    }
+                }
+                None => None,
+            };
+            if let Some(since) = stalled {
+                let deadline = Some(since + ctx.limits.body_timeout);
+                return Err(conn.park(Phase::HttpStalled { epoch }, deadline));
+            }
         } else {
             if conn.head_started.is_none() && !conn.input.is_empty() {
                 conn.head_started = Some(Instant::now());
@@ -209,8 +232,13 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
                     conn.input.drain(..len);
                     let started = conn.head_started.take().unwrap_or_else(Instant::now);
                     let ask = head.expect_continue && head.body != BodyKind::Empty && conn.input.is_empty();
-                    conn.incoming =
-                        Some(Box::new(Incoming::new(head, started, ctx.body_buffer, ctx.limits.max_body_bytes)));
+                    conn.incoming = Some(Box::new(Incoming::new(
+                        head,
+                        started,
+                        ctx.body_buffer,
+                        ctx.limits.max_body_bytes,
+                        Some(&ctx.shared.budgets),
+                    )));
                     if ask {
                         // The client waits for this before sending the body (RFC 9110
                         // §10.1.1); the server reads bodies itself, so it asks at once.
@@ -367,7 +395,7 @@ fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool)
 /// Calls the app for a complete request and sends its response.
 fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) -> Sent {
     let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
-    let (head, started, body, body_len) = match incoming.finish() {
+    let (head, started, body, body_len, held) = match incoming.finish() {
         Ok(parts) => parts,
         Err(e) => {
             tracing::error!(request = id, error = %e, "cannot read back the stored request body; answering 500");
@@ -412,7 +440,7 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                     listener: Cow::Borrowed(&listener.name),
                     script_name: Cow::Borrowed(script_name),
                     id,
-                    body: Body::received(body, body_len),
+                    body: Body::received(body, body_len, held),
                     probe: DisconnectProbe::socket(&conn.stream),
                     early: Some(early::Seed {
                         stream: &early_stream,

@@ -299,18 +299,21 @@ impl<'a> Request<'a> {
 pub struct Body<'a> {
     inner: ReceivedBody,
     len: u64,
+    /// Its bytes' share of the process's memory or disk budget, given back when the
+    /// body is dropped (or, sent back as a file, when that response ends).
+    held: Vec<crate::budget::Held>,
     _request: PhantomData<&'a ()>,
 }
 
 impl Body<'_> {
-    pub(crate) fn received(inner: ReceivedBody, len: u64) -> Body<'static> {
-        Body { inner, len, _request: PhantomData }
+    pub(crate) fn received(inner: ReceivedBody, len: u64, held: Vec<crate::budget::Held>) -> Body<'static> {
+        Body { inner, len, held, _request: PhantomData }
     }
 
     /// A body of these bytes (for requests built in tests).
     pub fn from_bytes(bytes: Vec<u8>) -> Body<'static> {
         let len = bytes.len() as u64;
-        Body::received(ReceivedBody::Memory(Cursor::new(bytes)), len)
+        Body::received(ReceivedBody::Memory(Cursor::new(bytes)), len, Vec::new())
     }
 
     /// The body's length in bytes (de-chunked).
@@ -325,7 +328,7 @@ impl Body<'_> {
 
     /// The same body, unbound from its request: `Read + Send + 'static`.
     pub fn into_owned(self) -> Body<'static> {
-        Body { inner: self.inner, len: self.len, _request: PhantomData }
+        Body { inner: self.inner, len: self.len, held: self.held, _request: PhantomData }
     }
 
     /// The body as a response body, without copying: a body the server spilled to a
@@ -341,7 +344,8 @@ impl Body<'_> {
             ReceivedBody::File(mut f) => {
                 use std::io::Seek;
                 let at = f.stream_position().unwrap_or(0).min(self.len);
-                ResponseBody::File(FileBody::new(f, at..self.len))
+                let held = self.held;
+                ResponseBody::File(FileBody::new(f, at..self.len).on_end(move || drop(held)))
             }
         }
     }

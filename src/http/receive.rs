@@ -14,8 +14,10 @@
 
 use std::fs::File;
 use std::io::{self, Cursor, Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::budget::{Budget, Budgets, Held, Waiting};
 use crate::http::body::{ChunkedDecoder, ChunkedLimits};
 use crate::http::parse::{BodyKind, Head};
 
@@ -44,29 +46,86 @@ pub(crate) struct Incoming {
     pub started: Instant,
     framing: Framing,
     sink: Sink,
+    /// Set while the body waits for room in a budget.
+    stall: Option<Stall>,
 }
 
-/// Where body bytes go: memory up to a threshold, then an unnamed temporary file.
+/// A body waiting for room in a budget: its place in the waiting gauge, and since
+/// when (`body_timeout` runs from then: a `503` if no room comes).
+struct Stall {
+    _waiting: Waiting,
+    since: Instant,
+}
+
+/// Where body bytes go: memory up to a threshold, then an unnamed temporary file. Every
+/// byte stored is covered by a holding in the process's memory or disk budget,
+/// reserved before it is read off the socket (`Incoming::make_room`).
 struct Sink {
     memory: Vec<u8>,
     file: Option<File>,
     len: u64,
     threshold: usize,
+    /// Covers `memory`, and the next read while the body stays in memory.
+    mem: Option<Held>,
+    /// Covers the file, and the next read once spilled.
+    disk: Option<Held>,
 }
 
 impl Sink {
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.file.is_none() && self.memory.len() + bytes.len() > self.threshold {
-            let mut file = temp_file()?;
-            file.write_all(&self.memory)?;
-            self.memory = Vec::new();
-            self.file = Some(file);
+            self.spill()?;
         }
         match &mut self.file {
             Some(f) => f.write_all(bytes)?,
             None => self.memory.extend_from_slice(bytes),
         }
         self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Moves what is in memory to a new temporary file (its disk room reserved by the
+    /// caller), and gives the memory back.
+    fn spill(&mut self) -> io::Result<()> {
+        let mut file = temp_file()?;
+        file.write_all(&self.memory)?;
+        self.memory = Vec::new();
+        self.file = Some(file);
+        if let Some(mem) = &mut self.mem {
+            mem.release_all();
+        }
+        Ok(())
+    }
+
+    /// Reserves room for `need` more bytes (the next read) where they will go; `rest`:
+    /// all the bytes still to come, when the framing says (`Content-Length`).
+    /// `Err(budget)`: the budget that has no room.
+    ///
+    /// A body that will spill reserves its whole declared rest on disk at once, not
+    /// read by read: uploads that each held part of the disk budget and waited for the
+    /// rest would wait for each other for ever (four 1 MiB uploads against a 1 MiB
+    /// budget did). A chunked body can only reserve as it goes; if it cannot finish,
+    /// `body_timeout` answers it 503 and frees what it held.
+    fn reserve(&mut self, need: u64, rest: Option<u64>) -> Result<(), Arc<Budget>> {
+        let in_memory = self.file.is_none()
+            && match rest {
+                Some(rest) => self.len + rest <= self.threshold as u64,
+                None => self.memory.len() as u64 + need <= self.threshold as u64,
+            };
+        let (held, want) = if in_memory {
+            (&mut self.mem, self.memory.len() as u64 + need)
+        } else {
+            (&mut self.disk, self.len + rest.unwrap_or(need))
+        };
+        let Some(held) = held else { return Ok(()) };
+        if want > held.bytes() && !held.grow(want - held.bytes()) {
+            return Err(Arc::clone(held.budget()));
+        }
+        if !in_memory && self.file.is_none() {
+            // Spill now, so that the bytes read next cannot stay in memory uncovered.
+            // A spill that fails here fails again in `write`, which answers 500.
+            let _ = self.spill();
+        }
         Ok(())
     }
 }
@@ -92,7 +151,13 @@ fn temp_file() -> io::Result<File> {
 
 impl Incoming {
     /// Starts receiving the body `head` announces.
-    pub(crate) fn new(head: Head, started: Instant, threshold: usize, limit: u64) -> Incoming {
+    pub(crate) fn new(
+        head: Head,
+        started: Instant,
+        threshold: usize,
+        limit: u64,
+        budgets: Option<&Budgets>,
+    ) -> Incoming {
         let framing = match head.body {
             BodyKind::Empty | BodyKind::Length(0) => Framing::Done,
             BodyKind::Length(n) => Framing::Length(n),
@@ -103,8 +168,49 @@ impl Incoming {
                 ..ChunkedLimits::default()
             }))),
         };
-        let sink = Sink { memory: Vec::new(), file: None, len: 0, threshold };
-        Incoming { head, started, framing, sink }
+        let sink = Sink {
+            memory: Vec::new(),
+            file: None,
+            len: 0,
+            threshold,
+            mem: budgets.map(|b| b.memory.hold()),
+            disk: budgets.map(|b| b.disk.hold()),
+        };
+        Incoming { head, started, framing, sink, stall: None }
+    }
+
+    /// Makes room in the budgets for what the next read may store: `pending` bytes
+    /// already read and not yet consumed, plus `read` more. `true`: read on. `false`:
+    /// no room; the connection must not be read (it waits, `Phase::HttpStalled`, and
+    /// TCP pushes back on the client) until room frees or `stalled_since` plus
+    /// `body_timeout` passes. Counts one wait per stall, not per retry; a retry is made
+    /// after the wait is registered, so room freed meanwhile is not missed (`budget.rs`).
+    pub(crate) fn make_room(&mut self, pending: usize, read: usize) -> bool {
+        let (need, rest) = match &self.framing {
+            Framing::Done => return true,
+            Framing::Length(left) => ((*left).min((pending + read) as u64), Some(*left)),
+            Framing::Chunked(_) => ((pending + read) as u64, None),
+        };
+        let budget = match self.sink.reserve(need, rest) {
+            Ok(()) => {
+                self.stall = None;
+                return true;
+            }
+            Err(budget) => budget,
+        };
+        if self.stall.is_none() {
+            self.stall = Some(Stall { _waiting: budget.wait_begin(), since: Instant::now() });
+            if self.sink.reserve(need, rest).is_ok() {
+                self.stall = None;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Since when the body has waited for room, if it waits.
+    pub(crate) fn stalled_since(&self) -> Option<Instant> {
+        self.stall.as_ref().map(|s| s.since)
     }
 
     /// Consumes body bytes from the front of `input` (leaving any pipelined bytes after
@@ -158,16 +264,28 @@ impl Incoming {
     }
 
     /// The head and the complete body (and its length), for the app.
-    pub(crate) fn finish(self) -> io::Result<(Head, Instant, ReceivedBody, u64)> {
-        let len = self.sink.len;
-        let body = match self.sink.file {
+    /// The holdings in the budgets go with the body: they are given back when the app
+    /// (or the response that sends the body back) is done with it.
+    pub(crate) fn finish(self) -> io::Result<(Head, Instant, ReceivedBody, u64, Vec<Held>)> {
+        let Sink { memory, file, len, mut mem, mut disk, .. } = self.sink;
+        // Only what covers bytes stored stays held: the room kept for a read that did
+        // not come is given back now.
+        let stored_on_disk = if file.is_some() { len } else { 0 };
+        if let Some(m) = &mut mem {
+            m.keep(memory.len() as u64);
+        }
+        if let Some(d) = &mut disk {
+            d.keep(stored_on_disk);
+        }
+        let body = match file {
             Some(mut f) => {
                 f.seek(SeekFrom::Start(0))?;
                 ReceivedBody::File(f)
             }
-            None => ReceivedBody::Memory(Cursor::new(self.sink.memory)),
+            None => ReceivedBody::Memory(Cursor::new(memory)),
         };
-        Ok((self.head, self.started, body, len))
+        let held = [mem, disk].into_iter().flatten().filter(|h| h.bytes() > 0).collect();
+        Ok((self.head, self.started, body, len, held))
     }
 }
 
@@ -197,11 +315,11 @@ mod tests {
         let limits =
             HeadLimits { max_header_bytes: 16384, max_headers: 100, max_uri_bytes: 8192, max_body_bytes: limit };
         let Ok(Parsed::Complete { head, .. }) = parse_head(head, &limits) else { panic!("bad test head") };
-        Incoming::new(head, Instant::now(), threshold, limit)
+        Incoming::new(head, Instant::now(), threshold, limit, None)
     }
 
     fn body_of(inc: Incoming) -> Vec<u8> {
-        let (_, _, mut body, len) = inc.finish().unwrap();
+        let (_, _, mut body, len, _) = inc.finish().unwrap();
         let mut out = Vec::new();
         body.read_to_end(&mut out).unwrap();
         assert_eq!(out.len() as u64, len);
