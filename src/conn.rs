@@ -1,35 +1,32 @@
-//! A client connection, the registry of every open one, and the wait helper an app's
-//! own `EarlyResponse::write` uses.
+//! A client connection and the registry of every open one.
 //!
 //! A `Conn` is owned by exactly one thread at a time and moves by value: the acceptor
 //! accepts it and parks it in the lot, a worker takes it for a turn and hands it back
 //! (`Next::Park`, with its `Phase` and deadline set by `Conn::park`) or drops it. The
 //! socket is non-blocking for its whole life, and a turn never waits on it: what would
-//! block is parked with the connection (`Phase` carries what each wait needs). The one
-//! wait left is inside an app that writes its response itself while it runs
-//! (`wait_ready`, bounded by the client's pace).
+//! block is parked with the connection (`Phase` carries what each wait needs).
 //!
 //! The `Registry` holds a second `Arc` of every open socket, so that shutdown can cut
 //! sockets owned by workers blocked in I/O (`graceful_timeout`, immediate stop) and the
 //! acceptor can count open connections for `max_connections`. A `Conn` leaves the
 //! registry when it is dropped, which also closes the socket.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::Waker;
 
 use crate::config::Protocol;
 use crate::http::outgoing::Outgoing;
 use crate::http::receive::Incoming;
 use crate::listener::ListenerCtx;
+use crate::lot::{Parked, Wants};
+use crate::sock;
 
 /// What a parked connection is waiting for, and so what its deadline means.
 #[derive(Debug)]
@@ -73,18 +70,6 @@ pub(crate) enum Phase {
     Abandoned(Box<Outgoing>),
 }
 
-impl Phase {
-    /// Whether it waits for the socket to take output (else for input, or for a thread).
-    pub fn wants_write(&self) -> bool {
-        matches!(self, Phase::EchoFlush | Phase::HttpSend(_))
-    }
-
-    /// Whether it needs a thread rather than the socket: it goes on the run queue.
-    pub fn runnable(&self) -> bool {
-        matches!(self, Phase::Ready | Phase::Abandoned(_))
-    }
-}
-
 /// What a worker's turn decided.
 // `Conn` moves by value through every turn and park; boxing it to even the variants
 // would cost an allocation per park.
@@ -94,6 +79,16 @@ pub(crate) enum Next {
     Park(Conn),
     /// The connection is finished; it has been (or is being) dropped.
     Done,
+}
+
+impl Next {
+    /// The connection to park, if the turn kept it.
+    pub fn parked(self) -> Option<Conn> {
+        match self {
+            Next::Park(conn) => Some(conn),
+            Next::Done => None,
+        }
+    }
 }
 
 /// How long a closing connection lingers to read the client's leftovers.
@@ -179,11 +174,6 @@ impl Conn {
         }
     }
 
-    /// Whether it waits for the socket to take output (else for input).
-    pub fn wants_write(&self) -> bool {
-        self.phase.wants_write()
-    }
-
     /// Hands the connection back to the lot to wait in `phase` until `deadline` (see
     /// `Phase` for what each waits for and what its deadline means): the one place a
     /// phase and its deadline are set together.
@@ -227,23 +217,14 @@ impl Conn {
         (!self.heard && Instant::now() < until).then_some(until)
     }
 
-    /// Caps the deadline at `until`.
-    pub fn deadline_at_most(&mut self, until: Instant) {
-        self.deadline = Some(self.deadline.map_or(until, |d| d.min(until)));
-    }
-
     /// Whether the socket has bytes (or an EOF) to read now, without reading them.
     pub fn readable(&self) -> bool {
-        self.poll_now(rustix::event::PollFlags::IN).contains(rustix::event::PollFlags::IN)
+        sock::readable(&self.stream)
     }
 
     /// Whether the peer has closed or reset the connection (without reading from it).
     pub fn hung_up(&self) -> bool {
-        hung_up(&self.stream)
-    }
-
-    fn poll_now(&self, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
-        poll_now(&self.stream, interest)
+        sock::hung_up(&self.stream)
     }
 
     /// Starts a lingering close: sends FIN after everything written so far, then parks
@@ -316,74 +297,61 @@ impl Conn {
 
     /// Writes as much of `output` as the socket takes now. `Ok(true)`: all of it.
     pub fn flush(&mut self) -> io::Result<bool> {
-        let written = write_now(&self.stream, &self.output)?;
+        let written = sock::write_now(&self.stream, &self.output)?;
         self.output.drain(..written);
         Ok(self.output.is_empty())
     }
 }
 
-/// Writes as much of `buf` as the socket takes without blocking.
-pub(crate) fn write_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < buf.len() {
-        match (&*stream).write(&buf[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+/// The lot parks a `Conn` by what its phase waits for; it knows no protocol.
+impl Parked for Conn {
+    fn id(&self) -> u64 {
+        self.id
+    }
+    fn socket(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+    fn wants(&self) -> Wants {
+        match self.phase {
+            Phase::EchoFlush | Phase::HttpSend(_) => Wants::Write,
+            Phase::HttpStalled { epoch } => Wants::Room { epoch },
+            Phase::Ready | Phase::Abandoned(_) => Wants::Thread,
+            Phase::Proxy | Phase::Echo | Phase::HttpHead | Phase::HttpBody | Phase::Closing => Wants::Read,
         }
     }
-    Ok(written)
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+    fn registered(&self) -> bool {
+        self.registered
+    }
+    fn set_registered(&mut self) {
+        self.registered = true;
+    }
+    fn is_idle(&self) -> bool {
+        Conn::is_idle(self)
+    }
+    fn readable(&self) -> bool {
+        Conn::readable(self)
+    }
+    fn fresh_until(&self) -> Option<Instant> {
+        Conn::fresh_until(self)
+    }
+    fn release_buffers(&mut self) {
+        Conn::release_buffers(self);
+    }
+    fn close_idle(self) {
+        let _ = Conn::close_idle(self);
+    }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.registry.remove(self.id);
     }
-}
-
-/// A worker's own small poll, for the moments it waits on one socket (a streamed
-/// response to a slow reader).
-struct Waiter {
-    poll: Poll,
-    events: Events,
-}
-
-thread_local! {
-    static WAITER: RefCell<Option<Waiter>> = const { RefCell::new(None) };
-}
-
-/// Waits until `stream` is ready for `interest` or `timeout` passes, on this thread's
-/// own poll (created on first use). Returns whether it became ready. A socket cut by
-/// shutdown reports ready (HUP), so a blocked worker returns promptly.
-pub(crate) fn wait_ready(stream: &TcpStream, interest: Interest, timeout: Duration) -> io::Result<bool> {
-    WAITER.with(|cell| {
-        let mut slot = cell.borrow_mut();
-        if slot.is_none() {
-            *slot = Some(Waiter { poll: Poll::new()?, events: Events::with_capacity(4) });
-        }
-        let Some(w) = slot.as_mut() else {
-            return Err(io::Error::other("waiter unavailable"));
-        };
-        let fd = stream.as_raw_fd();
-        w.poll.registry().register(&mut SourceFd(&fd), Token(0), interest)?;
-        let deadline = Instant::now() + timeout;
-        let result = loop {
-            let now = Instant::now();
-            if now >= deadline {
-                break Ok(false);
-            }
-            match w.poll.poll(&mut w.events, Some(deadline - now)) {
-                Ok(()) if !w.events.is_empty() => break Ok(true),
-                Ok(()) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => break Err(e),
-            }
-        };
-        let _ = w.poll.registry().deregister(&mut SourceFd(&fd));
-        result
-    })
 }
 
 /// Every open connection's socket, by id.
@@ -442,23 +410,5 @@ impl Registry {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Whether the peer of `stream` has closed its side or reset the connection, asked
-/// without reading (`poll(2)` for RDHUP, HUP, ERR with a zero timeout): bytes the
-/// client sent but the server has not read do not hide a close behind them.
-pub(crate) fn hung_up(stream: &TcpStream) -> bool {
-    use rustix::event::PollFlags;
-    poll_now(stream, PollFlags::RDHUP).intersects(PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR)
-}
-
-/// The socket's readiness for `interest` now (`poll(2)` with a zero timeout).
-fn poll_now(stream: &TcpStream, interest: rustix::event::PollFlags) -> rustix::event::PollFlags {
-    use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let mut fds = [PollFd::new(stream, interest)];
-    match poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })) {
-        Ok(n) if n > 0 => fds[0].revents(),
-        _ => PollFlags::empty(),
     }
 }

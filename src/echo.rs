@@ -18,8 +18,9 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 use std::time::Instant;
 
-use crate::conn::{write_now, Conn, Next, Phase};
+use crate::conn::{Conn, Next, Phase};
 use crate::shared::Shared;
+use crate::sock::write_now;
 
 /// Bytes one turn may echo before yielding the thread.
 const TURN_BUDGET: usize = 1 << 20;

@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 mod acceptor;
+mod apps;
 mod budget;
 pub mod config;
 mod conn;
@@ -20,6 +21,7 @@ mod control;
 pub mod daemon;
 mod echo;
 pub mod http;
+mod http_turn;
 mod listener;
 mod lot;
 mod metrics;
@@ -30,6 +32,7 @@ pub mod server;
 mod service;
 mod shared;
 mod signals;
+mod sock;
 mod stop;
 mod systemd;
 mod upgrade;

@@ -23,7 +23,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -32,7 +32,50 @@ use mio::Waker;
 use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
 use rustix::event::{eventfd, EventfdFlags, Timespec};
 
-use crate::conn::{Conn, Next, Phase};
+/// What the lot needs of what it parks: a socket, an id, what it waits for, a deadline,
+/// and, for the stop, whether it is idle. The lot knows no protocol (as the pool knows
+/// no sockets, through `pool::Source`); `conn::Conn` is the one implementation that
+/// ships, and the lot's tests park a bare socket.
+pub(crate) trait Parked: Send + 'static {
+    /// Unique for the process's lifetime; the epoll event's data.
+    fn id(&self) -> u64;
+    /// The socket to watch.
+    fn socket(&self) -> BorrowedFd<'_>;
+    /// What it waits for now.
+    fn wants(&self) -> Wants;
+    /// When its wait ends (the acceptor takes it out then: `expired`).
+    fn deadline(&self) -> Option<Instant>;
+    /// Changes when its wait ends.
+    fn set_deadline(&mut self, deadline: Option<Instant>);
+    /// Whether its socket is in the lot's epoll already (it stays there once added).
+    fn registered(&self) -> bool;
+    /// Records that its socket is in the lot's epoll.
+    fn set_registered(&mut self);
+    /// Whether a stop may close it without losing anything.
+    fn is_idle(&self) -> bool;
+    /// Whether its socket has bytes (or an EOF) to read now.
+    fn readable(&self) -> bool;
+    /// Until when a stop should wait for an idle one's first bytes (`None`: close now).
+    fn fresh_until(&self) -> Option<Instant>;
+    /// Frees buffer space it does not need while parked.
+    fn release_buffers(&mut self);
+    /// Closes it at a stop (it is idle).
+    fn close_idle(self);
+}
+
+/// What a parked connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wants {
+    /// Bytes (or a hang-up) to read.
+    Read,
+    /// Room to write.
+    Write,
+    /// Room in a budget (nothing from the socket but a hang-up): listed for
+    /// `resume_stalled`; `epoch`: `room_epoch` as it read it before its last try.
+    Room { epoch: u64 },
+    /// A thread, not the socket: it goes on the run queue.
+    Thread,
+}
 
 /// Event data of the run-queue bell (armed one-shot while the queue is not empty).
 const BELL: u64 = u64::MAX;
@@ -40,10 +83,10 @@ const BELL: u64 = u64::MAX;
 const SHUTDOWN: u64 = u64::MAX - 1;
 
 /// What a worker's wait produced.
-#[allow(clippy::large_enum_variant)] // a `Conn` moves by value, never boxed
-pub(crate) enum Wait {
+#[allow(clippy::large_enum_variant)] // a connection moves by value, never boxed
+pub(crate) enum Wait<C> {
     /// A connection to serve; `Some(t)` if it waited in the run queue since `t`.
-    Conn(Conn, Option<Instant>),
+    Conn(C, Option<Instant>),
     /// Nothing within the timeout (or a wake-up that found nothing).
     Idle,
     /// The lot is shut: the worker should exit.
@@ -51,16 +94,16 @@ pub(crate) enum Wait {
 }
 
 /// What `steal` found: connections the acceptor must queue or shed.
-pub(crate) type Stolen = Vec<Conn>;
+pub(crate) type Stolen<C> = Vec<C>;
 
 /// Parked connections, the workers' epoll and the run queue.
-pub(crate) struct Lot {
+pub(crate) struct Lot<C> {
     epoll: OwnedFd,
     bell: OwnedFd,
     shutdown_bell: OwnedFd,
     /// Parked connections by `id % SHARDS`, each shard under its own lock.
-    shards: Vec<Mutex<Shard>>,
-    queue: Mutex<Queue>,
+    shards: Vec<Mutex<Shard<C>>>,
+    queue: Mutex<Queue<C>>,
     /// Set (before the sweep) by the stop sweep: idle connections are closed instead of
     /// parked. Read under a shard's lock, so a park cannot slip past the sweep.
     closing: AtomicBool,
@@ -93,52 +136,65 @@ pub(crate) struct Lot {
 /// request). Connection ids are sequential, so `id % SHARDS` spreads them evenly.
 const SHARDS: usize = 16;
 
-#[derive(Default)]
-struct Shard {
-    conns: HashMap<u64, Conn>,
+struct Shard<C> {
+    conns: HashMap<u64, C>,
     timers: BTreeSet<(Instant, u64)>,
 }
 
-#[derive(Default)]
-struct Queue {
+impl<C> Default for Shard<C> {
+    fn default() -> Self {
+        Shard { conns: HashMap::new(), timers: BTreeSet::new() }
+    }
+}
+
+struct Queue<C> {
     /// Connections with work that wait for a thread, oldest first.
-    items: VecDeque<(Conn, Instant)>,
+    items: VecDeque<(C, Instant)>,
     bell_armed: bool,
 }
 
-impl Shard {
+impl<C> Default for Queue<C> {
+    fn default() -> Self {
+        Queue { items: VecDeque::new(), bell_armed: false }
+    }
+}
+
+impl<C: Parked> Shard<C> {
     /// Takes a parked connection out, with its deadline.
-    fn remove(&mut self, id: u64) -> Option<Conn> {
+    fn remove(&mut self, id: u64) -> Option<C> {
         let conn = self.conns.remove(&id)?;
-        if let Some(d) = conn.deadline {
+        if let Some(d) = conn.deadline() {
             self.timers.remove(&(d, id));
         }
         Some(conn)
     }
 }
 
-fn flags_for(conn: &Conn) -> EventFlags {
-    if matches!(conn.phase, Phase::HttpStalled { .. }) {
+fn flags_for(wants: Wants) -> EventFlags {
+    match wants {
         // Not read until the budget has room; HUP and ERR (a reset) are still reported.
-        return EventFlags::ONESHOT;
-    }
-    if conn.wants_write() {
+        Wants::Room { .. } | Wants::Thread => EventFlags::ONESHOT,
         // Not RDHUP: a client that half-closes and stops reading would make every re-arm
         // fire at once, and a worker would spin on a flush that writes nothing. HUP and
         // ERR (a reset) are reported regardless.
-        EventFlags::ONESHOT | EventFlags::OUT
-    } else {
-        EventFlags::ONESHOT | EventFlags::RDHUP | EventFlags::IN
+        Wants::Write => EventFlags::ONESHOT | EventFlags::OUT,
+        Wants::Read => EventFlags::ONESHOT | EventFlags::RDHUP | EventFlags::IN,
     }
+}
+
+/// Caps `conn`'s deadline at `until`.
+fn deadline_at_most(conn: &mut impl Parked, until: Instant) {
+    let d = conn.deadline().map_or(until, |d| d.min(until));
+    conn.set_deadline(Some(d));
 }
 
 fn timespec(d: Duration) -> Timespec {
     Timespec { tv_sec: d.as_secs().min(i64::MAX as u64) as i64, tv_nsec: i64::from(d.subsec_nanos()) }
 }
 
-impl Lot {
+impl<C: Parked> Lot<C> {
     /// A lot whose early deadlines wake the acceptor through `waker`.
-    pub(crate) fn new(waker: Arc<Waker>) -> io::Result<Lot> {
+    pub(crate) fn new(waker: Arc<Waker>) -> io::Result<Lot<C>> {
         let epoll = epoll::create(CreateFlags::CLOEXEC)?;
         // The bell's counter is 1 for ever: it is "ready" exactly while it is armed.
         let bell = eventfd(1, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
@@ -165,11 +221,11 @@ impl Lot {
         })
     }
 
-    fn shard(&self, id: u64) -> MutexGuard<'_, Shard> {
+    fn shard(&self, id: u64) -> MutexGuard<'_, Shard<C>> {
         self.shards[(id % SHARDS as u64) as usize].lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_queue(&self) -> MutexGuard<'_, Queue> {
+    fn lock_queue(&self) -> MutexGuard<'_, Queue<C>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -184,9 +240,10 @@ impl Lot {
     /// `closing` check and the insert happen under one hold of the shard's lock, and
     /// the sweep sets `closing` before it takes each shard's lock, so a park cannot
     /// slip past the sweep.
-    pub(crate) fn park(&self, mut conn: Conn) {
+    pub(crate) fn park(&self, mut conn: C) {
+        let wants = conn.wants();
         // Work for a thread, not for the socket: the run queue.
-        if conn.phase.runnable() {
+        if wants == Wants::Thread {
             return self.enqueue(conn);
         }
         // A body waiting for budget room is listed for `resume_stalled`, under the
@@ -194,7 +251,7 @@ impl Lot {
         // in between). Room freed since its last try (the epoch moved) would wake no
         // one: it tries again now instead.
         let mut stalled = None;
-        if let Phase::HttpStalled { epoch } = conn.phase {
+        if let Wants::Room { epoch } = wants {
             let list = self.stalled.lock().unwrap_or_else(|e| e.into_inner());
             if self.room_epoch.load(Ordering::SeqCst) != epoch {
                 drop(list);
@@ -202,50 +259,51 @@ impl Lot {
             }
             stalled = Some(list);
         }
-        let mut shard = self.shard(conn.id);
+        let id = conn.id();
+        let mut shard = self.shard(id);
         if self.gone.load(Ordering::SeqCst) {
             return; // dropping closes it
         }
         if let Some(list) = &mut stalled {
-            list.push_back(conn.id);
+            list.push_back(id);
         }
         if self.closing.load(Ordering::SeqCst) && conn.is_idle() && !conn.readable() {
             match conn.fresh_until() {
-                Some(until) => conn.deadline_at_most(until),
+                Some(until) => deadline_at_most(&mut conn, until),
                 None => {
                     drop(shard);
-                    let _ = conn.close_idle();
+                    conn.close_idle();
                     return;
                 }
             }
         }
         conn.release_buffers();
-        let data = EventData::new_u64(conn.id);
-        let armed = if conn.registered {
-            epoll::modify(&self.epoll, conn.stream.as_fd(), data, flags_for(&conn))
+        let data = EventData::new_u64(id);
+        let armed = if conn.registered() {
+            epoll::modify(&self.epoll, conn.socket(), data, flags_for(wants))
         } else {
-            epoll::add(&self.epoll, conn.stream.as_fd(), data, flags_for(&conn))
+            epoll::add(&self.epoll, conn.socket(), data, flags_for(wants))
         };
         if let Err(e) = armed {
             drop(shard);
-            tracing::warn!(conn = conn.id, error = %e, "cannot park connection; closing it");
+            tracing::warn!(conn = id, error = %e, "cannot park connection; closing it");
             return;
         }
-        conn.registered = true;
-        if let Some(d) = conn.deadline {
-            shard.timers.insert((d, conn.id));
+        conn.set_registered();
+        if let Some(d) = conn.deadline() {
+            shard.timers.insert((d, id));
             // The acceptor sleeps past this deadline: wake it to recompute.
             if self.nanos(d) < self.wake_at.load(Ordering::SeqCst) {
                 let _ = self.waker.wake();
             }
         }
-        shard.conns.insert(conn.id, conn);
+        shard.conns.insert(id, conn);
     }
 
     /// Puts a connection that has work at hand (requests already buffered, or stolen
     /// from the epoll by the acceptor) on the run queue. Never refuses: bounding it is
     /// the caller's decision (`queue_len`).
-    pub(crate) fn enqueue(&self, conn: Conn) {
+    pub(crate) fn enqueue(&self, conn: C) {
         let mut q = self.lock_queue();
         if self.gone.load(Ordering::SeqCst) {
             return;
@@ -255,7 +313,7 @@ impl Lot {
         self.arm_bell(&mut q);
     }
 
-    fn arm_bell(&self, q: &mut Queue) {
+    fn arm_bell(&self, q: &mut Queue<C>) {
         if q.bell_armed || q.items.is_empty() {
             return;
         }
@@ -273,7 +331,7 @@ impl Lot {
     }
 
     /// The oldest queued connection, if any.
-    fn pop(&self, q: &mut Queue) -> Option<(Conn, Instant)> {
+    fn pop(&self, q: &mut Queue<C>) -> Option<(C, Instant)> {
         let popped = q.items.pop_front();
         self.queued.store(q.items.len(), Ordering::SeqCst);
         popped
@@ -281,7 +339,7 @@ impl Lot {
 
     /// Silences an armed bell (the queue was emptied without it): an empty mask, so
     /// even an event already on the ready list is not delivered.
-    fn disarm_bell(&self, q: &mut Queue) {
+    fn disarm_bell(&self, q: &mut Queue<C>) {
         if q.bell_armed && q.items.is_empty() {
             match epoll::modify(&self.epoll, &self.bell, EventData::new_u64(BELL), EventFlags::ONESHOT) {
                 Ok(()) => q.bell_armed = false,
@@ -304,7 +362,7 @@ impl Lot {
     /// connection: with 200 keep-alive clients on 64 sleeping workers, a few clients
     /// waited 2 s and more while the median was 45 ms. The bell stays armed after such
     /// a pop. The bell keeps its invariant: the pop that empties the queue disarms it.
-    pub(crate) fn wait(&self, timeout: Duration) -> Wait {
+    pub(crate) fn wait(&self, timeout: Duration) -> Wait<C> {
         if self.queued.load(Ordering::SeqCst) > 0 {
             let mut q = self.lock_queue();
             let popped = self.pop(&mut q);
@@ -348,12 +406,11 @@ impl Lot {
         }
     }
 
-    /// A worker is done with a connection it took: parks it, queues it (`Ready`), or
-    /// (`Done`) lets it go.
-    pub(crate) fn release(&self, next: Next) {
-        match next {
-            Next::Park(conn) => self.park(conn),
-            Next::Done => {}
+    /// A worker is done with a connection it took: parks it (or queues it, if it wants
+    /// a thread), or, `None`, has let it go.
+    pub(crate) fn release(&self, next: Option<C>) {
+        if let Some(conn) = next {
+            self.park(conn);
         }
         self.finished.fetch_add(1, Ordering::Relaxed);
     }
@@ -377,7 +434,7 @@ impl Lot {
 
     /// Takes up to `max` ready connections out of the epoll without waiting, for the
     /// acceptor to queue or shed while every worker is stuck.
-    pub(crate) fn steal(&self, max: usize) -> Stolen {
+    pub(crate) fn steal(&self, max: usize) -> Stolen<C> {
         let mut events = [MaybeUninit::<epoll::Event>::uninit(); 64];
         let max = max.clamp(1, events.len());
         let ready: Vec<u64> = match epoll::wait(&self.epoll, &mut events[..max], Some(&timespec(Duration::ZERO))) {
@@ -424,7 +481,7 @@ impl Lot {
             while resumed.len() < max {
                 let Some(id) = list.pop_front() else { break };
                 let mut shard = self.shard(id);
-                if shard.conns.get(&id).is_some_and(|c| matches!(c.phase, Phase::HttpStalled { .. })) {
+                if shard.conns.get(&id).is_some_and(|c| matches!(c.wants(), Wants::Room { .. })) {
                     resumed.extend(shard.remove(id));
                 }
             }
@@ -439,7 +496,7 @@ impl Lot {
     }
 
     /// Connections whose deadline has passed, taken out.
-    pub(crate) fn expired(&self, now: Instant) -> Vec<Conn> {
+    pub(crate) fn expired(&self, now: Instant) -> Vec<C> {
         let mut out = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
@@ -449,7 +506,7 @@ impl Lot {
                 }
                 shard.timers.pop_first();
                 if let Some(mut conn) = shard.conns.remove(&id) {
-                    conn.deadline = None;
+                    conn.set_deadline(None);
                     out.push(conn);
                 }
             }
@@ -487,13 +544,13 @@ impl Lot {
 
     /// The stop sweep: from now on idle connections are not parked, and the idle ones
     /// parked now are taken out (to be closed gracefully by the caller).
-    pub(crate) fn close_idle(&self) -> Vec<Conn> {
+    pub(crate) fn close_idle(&self) -> Vec<C> {
         self.closing.store(true, Ordering::SeqCst);
         let mut out = Vec::new();
         let mut serve = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let ids: Vec<u64> = shard.conns.values().filter(|c| c.is_idle()).map(|c| c.id).collect();
+            let ids: Vec<u64> = shard.conns.values().filter(|c| c.is_idle()).map(Parked::id).collect();
             for id in ids {
                 let Some(mut conn) = shard.remove(id) else { continue };
                 // A request (or echo bytes) that arrived just before the stop is answered
@@ -503,11 +560,11 @@ impl Lot {
                 } else if let Some(until) = conn.fresh_until() {
                     // Accepted just before the stop: parked again, briefly, for its
                     // first bytes (still armed in the epoll; only the timer changes).
-                    conn.deadline_at_most(until);
-                    if let Some(d) = conn.deadline {
-                        shard.timers.insert((d, conn.id));
+                    deadline_at_most(&mut conn, until);
+                    if let Some(d) = conn.deadline() {
+                        shard.timers.insert((d, id));
                     }
-                    shard.conns.insert(conn.id, conn);
+                    shard.conns.insert(id, conn);
                 } else {
                     out.push(conn);
                 }
@@ -547,8 +604,8 @@ impl Lot {
     }
 }
 
-impl crate::pool::Source for Lot {
-    type Job = (Conn, Option<Instant>);
+impl<C: Parked> crate::pool::Source for Lot<C> {
+    type Job = (C, Option<Instant>);
 
     fn wait(&self, timeout: Duration) -> crate::pool::Take<Self::Job> {
         match Lot::wait(self, timeout) {
@@ -566,49 +623,93 @@ impl crate::pool::Source for Lot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Protocol;
-    use crate::conn::Registry;
-    use crate::listener::ListenerCtx;
     use std::io::Write;
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::os::fd::AsFd;
+    use std::sync::atomic::AtomicU64;
+
+    /// What the lot parks in these tests: a bare socket with the figures `Parked`
+    /// asks for (no protocol, no listener).
+    struct Sock {
+        id: u64,
+        stream: TcpStream,
+        wants: Wants,
+        deadline: Option<Instant>,
+        registered: bool,
+        accepted: Instant,
+        heard: bool,
+    }
+
+    /// As the server's own connections: one accepted less than this ago that has sent
+    /// nothing is given the rest of it at a stop.
+    const FRESH_GRACE: Duration = Duration::from_secs(1);
+
+    impl Parked for Sock {
+        fn id(&self) -> u64 {
+            self.id
+        }
+        fn socket(&self) -> BorrowedFd<'_> {
+            self.stream.as_fd()
+        }
+        fn wants(&self) -> Wants {
+            self.wants
+        }
+        fn deadline(&self) -> Option<Instant> {
+            self.deadline
+        }
+        fn set_deadline(&mut self, deadline: Option<Instant>) {
+            self.deadline = deadline;
+        }
+        fn registered(&self) -> bool {
+            self.registered
+        }
+        fn set_registered(&mut self) {
+            self.registered = true;
+        }
+        fn is_idle(&self) -> bool {
+            self.wants == Wants::Read
+        }
+        fn readable(&self) -> bool {
+            crate::sock::readable(&self.stream)
+        }
+        fn fresh_until(&self) -> Option<Instant> {
+            let until = self.accepted + FRESH_GRACE;
+            (!self.heard && Instant::now() < until).then_some(until)
+        }
+        fn release_buffers(&mut self) {}
+        fn close_idle(self) {
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
 
     struct Rig {
         _poll: mio::Poll,
-        lot: Lot,
-        registry: Arc<Registry>,
+        lot: Lot<Sock>,
         listener: TcpListener,
-        ctx: Arc<ListenerCtx>,
+        next_id: AtomicU64,
     }
 
     fn rig() -> Rig {
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let ctx = Arc::new(ListenerCtx {
-            name: "t".into(),
-            addr: listener.local_addr().unwrap(),
-            protocol: Protocol::Echo,
-            router: Arc::default(),
-            proxy: None,
-            forwarded_trusted: Vec::new(),
-        });
-        let registry = Arc::new(Registry::new(Arc::clone(&waker)));
-        Rig { _poll: poll, lot: Lot::new(waker).unwrap(), registry, listener, ctx }
+        Rig { _poll: poll, lot: Lot::new(waker).unwrap(), listener, next_id: AtomicU64::new(0) }
     }
 
     impl Rig {
-        /// A parked-ready server-side connection and the client's end.
-        fn conn(&self, phase: Phase, deadline: Option<Instant>) -> (Conn, TcpStream) {
-            let client = TcpStream::connect(self.ctx.addr).unwrap();
-            let (server, peer) = self.listener.accept().unwrap();
-            server.set_nonblocking(true).unwrap();
-            let mut conn = Conn::new(server, peer, Arc::clone(&self.ctx), &self.registry);
-            conn.set_wait(phase, deadline);
-            (conn, client)
+        /// A server-side connection waiting for `wants` until `deadline`, and the
+        /// client's end.
+        fn conn(&self, wants: Wants, deadline: Option<Instant>) -> (Sock, TcpStream) {
+            let client = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+            let (stream, _) = self.listener.accept().unwrap();
+            stream.set_nonblocking(true).unwrap();
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let sock = Sock { id, stream, wants, deadline, registered: false, accepted: Instant::now(), heard: false };
+            (sock, client)
         }
     }
 
-    fn id_of(w: Wait) -> Option<(u64, bool)> {
+    fn id_of(w: Wait<Sock>) -> Option<(u64, bool)> {
         match w {
             Wait::Conn(c, queued) => Some((c.id, queued.is_some())),
             _ => None,
@@ -620,7 +721,7 @@ mod tests {
     #[test]
     fn a_parked_connection_goes_to_one_waiter_once_per_arming() {
         let r = rig();
-        let (conn, mut client) = r.conn(Phase::Echo, None);
+        let (conn, mut client) = r.conn(Wants::Read, None);
         let id = conn.id;
         r.lot.park(conn);
         assert!(id_of(r.lot.wait(SHORT)).is_none(), "nothing to read yet: no wake-up");
@@ -629,7 +730,7 @@ mod tests {
         assert_eq!(conn.id, id);
         client.write_all(b"y").unwrap();
         assert!(id_of(r.lot.wait(SHORT)).is_none(), "one-shot: not handed out again while a worker has it");
-        r.lot.release(Next::Park(conn));
+        r.lot.release(Some(conn));
         assert_eq!(id_of(r.lot.wait(Duration::from_secs(5))), Some((id, false)), "re-armed: the unread bytes wake it");
     }
 
@@ -639,13 +740,13 @@ mod tests {
         // stuck; when workers come back, those are the oldest work there is. Served
         // only through the bell, at the back of a long ready list, they waited seconds.
         let r = rig();
-        let (parked, mut client) = r.conn(Phase::Echo, None);
+        let (parked, mut client) = r.conn(Wants::Read, None);
         let parked_id = parked.id;
         r.lot.park(parked);
         client.write_all(b"x").unwrap();
-        let (queued, _cq) = r.conn(Phase::Echo, None);
+        let (queued, _cq) = r.conn(Wants::Read, None);
         let queued_id = queued.id;
-        let (later, _cl) = r.conn(Phase::Echo, None);
+        let (later, _cl) = r.conn(Wants::Read, None);
         let later_id = later.id;
         r.lot.enqueue(queued);
         r.lot.enqueue(later);
@@ -660,8 +761,8 @@ mod tests {
     #[test]
     fn the_run_queue_is_served_through_its_bell_in_order() {
         let r = rig();
-        let (a, _ca) = r.conn(Phase::Echo, None);
-        let (b, _cb) = r.conn(Phase::Echo, None);
+        let (a, _ca) = r.conn(Wants::Read, None);
+        let (b, _cb) = r.conn(Wants::Read, None);
         let (ida, idb) = (a.id, b.id);
         r.lot.enqueue(a);
         r.lot.enqueue(b);
@@ -677,7 +778,7 @@ mod tests {
     fn an_expired_connection_leaves_and_its_late_event_is_ignored() {
         let r = rig();
         let past = Instant::now() - Duration::from_millis(1);
-        let (conn, mut client) = r.conn(Phase::Echo, Some(past));
+        let (conn, mut client) = r.conn(Wants::Read, Some(past));
         let id = conn.id;
         r.lot.park(conn);
         client.write_all(b"x").unwrap();
@@ -692,10 +793,10 @@ mod tests {
     #[test]
     fn the_stop_sweep_takes_idle_connections_and_closes_later_idle_parks() {
         let r = rig();
-        let (mut idle, _c1) = r.conn(Phase::Echo, None);
-        let (flushing, _c2) = r.conn(Phase::EchoFlush, None);
-        let (mut late, mut c3) = r.conn(Phase::Echo, None);
-        let (fresh, _c4) = r.conn(Phase::Echo, None);
+        let (mut idle, _c1) = r.conn(Wants::Read, None);
+        let (flushing, _c2) = r.conn(Wants::Write, None);
+        let (mut late, mut c3) = r.conn(Wants::Read, None);
+        let (fresh, _c4) = r.conn(Wants::Read, None);
         (idle.heard, late.heard) = (true, true);
         let fresh_id = fresh.id;
         r.lot.park(idle);
@@ -704,7 +805,7 @@ mod tests {
         let swept = r.lot.close_idle();
         assert_eq!(swept.len(), 1, "only the idle one; work in progress stays");
         assert_eq!(r.lot.parked(), 2, "and a connection that has not spoken yet, for FRESH_GRACE");
-        let grace = Instant::now() + crate::conn::FRESH_GRACE;
+        let grace = Instant::now() + FRESH_GRACE;
         let expired: Vec<u64> = r.lot.expired(grace).iter().map(|c| c.id).collect();
         assert_eq!(expired, vec![fresh_id], "with its deadline cut to the grace");
         // A park after the sweep closes an idle connection (FIN) instead of keeping it.
@@ -717,7 +818,7 @@ mod tests {
     #[test]
     fn steal_takes_ready_connections_out_for_the_acceptor() {
         let r = rig();
-        let (conn, mut client) = r.conn(Phase::Echo, None);
+        let (conn, mut client) = r.conn(Wants::Read, None);
         let id = conn.id;
         r.lot.park(conn);
         client.write_all(b"x").unwrap();
@@ -748,5 +849,48 @@ mod tests {
             assert!(w.join().unwrap(), "woken with Shutdown");
         }
         assert!(matches!(r.wait(SHORT), Wait::Shutdown), "and every later wait too");
+    }
+
+    #[test]
+    fn room_freed_after_a_bodys_last_try_is_not_missed() {
+        let r = rig();
+        // Parked with the epoch it read: room freed since then sends it to the queue
+        // at once instead of listing it to wait for a wake-up that already happened.
+        let epoch = r.lot.room_epoch();
+        r.lot.room_freed();
+        let (late, _c) = r.conn(Wants::Room { epoch }, None);
+        let id = late.id;
+        r.lot.park(late);
+        assert_eq!(id_of(r.lot.wait(SHORT)), Some((id, true)), "re-tried, not parked");
+        assert_eq!(r.lot.parked(), 0);
+    }
+
+    #[test]
+    fn stalled_connections_wait_unread_until_room_frees_then_resume_oldest_first() {
+        let r = rig();
+        let epoch = r.lot.room_epoch();
+        let (a, mut ca) = r.conn(Wants::Room { epoch }, None);
+        let (b, _cb) = r.conn(Wants::Room { epoch }, None);
+        let (gone, _cg) = r.conn(Wants::Room { epoch }, Some(Instant::now() - Duration::from_millis(1)));
+        let (ida, idb) = (a.id, b.id);
+        r.lot.park(a);
+        r.lot.park(gone);
+        r.lot.park(b);
+        // Bytes arrive, but a stalled connection is not read: no wake-up.
+        ca.write_all(b"more body").unwrap();
+        assert!(id_of(r.lot.wait(SHORT)).is_none(), "a stalled connection is not handed out for input");
+        // Without room freed, the acceptor's resume does nothing.
+        r.lot.resume_stalled(8);
+        assert_eq!(r.lot.parked(), 3);
+        // One left by its deadline: its id is stale in the list and skipped.
+        assert_eq!(r.lot.expired(Instant::now()).len(), 1);
+        r.lot.room_freed();
+        r.lot.resume_stalled(1);
+        assert_eq!(id_of(r.lot.wait(SHORT)), Some((ida, true)), "the oldest first, one per the batch");
+        assert_eq!(r.lot.parked(), 1);
+        // More were waiting: the next pass takes them without a new give.
+        r.lot.resume_stalled(1);
+        assert_eq!(id_of(r.lot.wait(SHORT)), Some((idb, true)));
+        assert_eq!(r.lot.parked(), 0);
     }
 }

@@ -30,7 +30,7 @@ use crate::pool::{Pool, SpawnError, ThreadSpec};
 use crate::shared::{pool_size, Shared};
 use crate::signals;
 use crate::systemd::{self, ActivationError, Notifier};
-use crate::{http, service, upgrade};
+use crate::{service, upgrade};
 
 /// After the acceptor is done, how long the pool gets to finish before sockets are cut.
 const POOL_JOIN: Duration = Duration::from_secs(5);
@@ -261,7 +261,7 @@ impl ServerBuilder {
                     // this program mounts its own: then it serves only those.
                     let configured = if cfg.default_apps && !mounted.is_empty() { &[][..] } else { &cfg.apps[..] };
                     let builtin = configured.iter().filter_map(|(prefix, name)| {
-                        http::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
+                        crate::apps::builtin(name, &shared).map(|app| (prefix.clone(), app))
                     });
                     Router::new(builtin.chain(mounted).collect())
                 }
@@ -471,7 +471,7 @@ fn serve((conn, queued): (Conn, Option<Instant>), shared: &Shared) {
     struct Release<'a>(&'a Shared, Option<crate::conn::Next>);
     impl Drop for Release<'_> {
         fn drop(&mut self) {
-            self.0.lot.release(self.1.take().unwrap_or(crate::conn::Next::Done));
+            self.0.lot.release(self.1.take().and_then(crate::conn::Next::parked));
         }
     }
     let mut release = Release(shared, None);

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Protocol;
 use crate::conn::{Conn, Next, Phase};
-use crate::http::response::canned;
+use crate::http::encode::canned;
 use crate::shared::Shared;
-use crate::{echo, http, net, proxy};
+use crate::{echo, http_turn, net, proxy};
 
 /// Sets up a freshly accepted connection to wait (parked) for its first bytes: no
 /// thread is spent on a client that connects and says nothing. On a `proxy_protocol`
@@ -52,7 +52,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
         Phase::Abandoned(_) => {
             // Dropped here, on a worker: its body source may run app code as it goes.
             if let Phase::Abandoned(mut out) = std::mem::replace(&mut conn.phase, Phase::Closing) {
-                out.account(shared);
+                out.account(&shared.metrics);
             }
             return Next::Done;
         }
@@ -60,7 +60,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
     }
     match conn.listener.protocol {
         Protocol::Echo => echo::turn(conn, shared),
-        Protocol::Http => http::conn::turn(conn, shared),
+        Protocol::Http => http_turn::turn(conn, shared),
     }
 }
 
@@ -130,7 +130,7 @@ pub(crate) fn expired(mut conn: Conn, shared: &Shared) -> Next {
 /// Work that waited on the run queue since `since`: still worth a thread? Work that
 /// waited past `queue_timeout` is shed; an HTTP client that has hung up meanwhile is
 /// dropped (counted), its request not run. Echo half-closes are normal and are served.
-#[allow(clippy::result_large_err)] // a `Conn` moves by value (see `http::conn::receive`)
+#[allow(clippy::result_large_err)] // a `Conn` moves by value (see `http_turn::receive`)
 pub(crate) fn admit(conn: Conn, since: Instant, shared: &Shared) -> Result<Conn, Next> {
     if !sheddable(&conn) {
         return Ok(conn);

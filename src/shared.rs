@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::budget::Budgets;
 use crate::config::{Config, Limits};
-use crate::conn::Registry;
+use crate::conn::{Conn, Registry};
 use crate::lot::Lot;
 use crate::metrics::Metrics;
 use crate::pool::{Pool, PoolSize};
@@ -20,7 +20,7 @@ use crate::stop::StopEvent;
 use crate::systemd::Notifier;
 
 /// The server's pool: workers waiting on the lot.
-pub(crate) type WorkerPool = Pool<Lot>;
+pub(crate) type WorkerPool = Pool<Lot<Conn>>;
 
 /// State every thread shares.
 pub(crate) struct Shared {
@@ -39,7 +39,7 @@ pub(crate) struct Shared {
     /// Every open socket.
     pub registry: Arc<Registry>,
     /// Idle connections and the workers' shared epoll.
-    pub lot: Arc<Lot>,
+    pub lot: Arc<Lot<Conn>>,
     config: RwLock<Arc<Config>>,
     pool: OnceLock<Weak<WorkerPool>>,
     /// When the server started, for `status`.
@@ -74,7 +74,7 @@ pub struct Stats {
 }
 
 impl Shared {
-    pub(crate) fn new(config: Config, registry: Arc<Registry>, lot: Arc<Lot>, notifier: Notifier) -> Shared {
+    pub(crate) fn new(config: Config, registry: Arc<Registry>, lot: Arc<Lot<Conn>>, notifier: Notifier) -> Shared {
         let budgets = Budgets::new(&config.limits);
         Shared {
             listeners_closed: StopEvent::new(),

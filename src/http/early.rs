@@ -23,8 +23,8 @@ use std::net::TcpStream;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use super::encode::{self, Encoded, Framing, KeepAlive, Pace, StreamMode};
 use super::outgoing::{Outgoing, Then};
-use super::response::{self, Encoded, Framing, Pace, StreamMode};
 use super::{Response, ResponseBody};
 
 /// What the server knows when it hands a request to an app; turned into an
@@ -88,7 +88,7 @@ pub(crate) struct Started {
     pub(crate) status: u16,
     /// `None`: a response without a body (`HEAD`, 204, 304): writes are discarded.
     mode: Option<StreamMode>,
-    pub(crate) keep_alive: bool,
+    pub(crate) keep_alive: KeepAlive,
     /// Body bytes written (for `Content-Length`).
     body: u64,
     /// Bytes written to the socket, framing included.
@@ -112,8 +112,8 @@ impl EarlyResponse {
             _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "the response has already started")),
         }
         let mut resp = Response { status, reason, headers, body: ResponseBody::Stream(Box::new(io::empty()), None) };
-        response::check(&mut resp).map_err(|refused| io::Error::new(io::ErrorKind::InvalidData, refused.0))?;
-        let (encoded, keep_alive) = response::encode(resp, early.framing, early.server.as_deref());
+        encode::check(&mut resp).map_err(|refused| io::Error::new(io::ErrorKind::InvalidData, refused.0))?;
+        let (encoded, keep_alive) = encode::encode(resp, early.framing, early.server.as_deref());
         let (head, mode) = match encoded {
             Encoded::Streamed(head, _, mode) => (head, Some(mode)),
             Encoded::Buffered(head) | Encoded::File(head, _) => (head, None),
@@ -198,10 +198,13 @@ impl EarlyResponse {
             _ => return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the early response was cut off")),
         };
         let pace = std::mem::replace(&mut early.pace, Pace::new(0, Duration::ZERO));
-        let then = if started.keep_alive { Then::KeepAlive } else { Then::Close };
+        let then = Then::Next(started.keep_alive);
         let out = match (rest, started.mode) {
             // The app failed after starting: nothing can tell the client but the close.
-            (None, _) => Outgoing::rest(ResponseBody::Empty, StreamMode::UntilClose, Then::Close, pace, started.wire),
+            (None, _) => {
+                let failed = Then::Next(KeepAlive::off("the app failed after starting its response"));
+                Outgoing::rest(ResponseBody::Empty, StreamMode::UntilClose, failed, pace, started.wire)
+            }
             // No body (HEAD, 204, 304): what the app returns is not sent.
             (Some(_), None) => Outgoing::rest(ResponseBody::Empty, StreamMode::UntilClose, then, pace, started.wire),
             (Some(rest), Some(StreamMode::Exact(total))) => {

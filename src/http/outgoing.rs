@@ -24,11 +24,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use crate::conn::write_now;
-use crate::http::response::{Pace, StreamMode};
+use crate::http::encode::{KeepAlive, Pace, StreamMode};
 use crate::http::{FileBody, ResponseBody};
+use crate::metrics::Metrics;
 use crate::pool::panic_message;
-use crate::shared::Shared;
+use crate::sock::write_now;
 
 /// The most one pull takes from a body source: also the most a slow reader's
 /// connection holds in memory beyond what the kernel's socket buffer took.
@@ -41,11 +41,8 @@ thread_local! {
 /// What happens once the response is out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Then {
-    /// The connection stays open for the next request.
-    KeepAlive,
-    /// The connection closes (the response said `Connection: close`, or could not be
-    /// framed whole).
-    Close,
+    /// The next request, or the close, as the keep-alive decision says.
+    Next(KeepAlive),
     /// The request whose body is still to come continues (an interim `100 Continue`
     /// went out).
     Receive,
@@ -64,8 +61,8 @@ pub(crate) struct Line {
 
 impl Line {
     /// Counts the response in the metrics and writes its access line.
-    pub(crate) fn account(&self, shared: &Shared, bytes: u64) {
-        shared.metrics.response(self.status, self.started.elapsed());
+    pub(crate) fn account(&self, metrics: &Metrics, bytes: u64) {
+        metrics.response(self.status, self.started.elapsed());
         tracing::info!(
             target: "spindle::access",
             request = self.id,
@@ -160,13 +157,15 @@ impl Outgoing {
         self
     }
 
-    /// What happens after the response: `Close` if the body could not be sent as
-    /// framed.
+    /// What happens after the response: the connection closes if the body could not
+    /// be sent as framed.
     pub(crate) fn then(&self) -> Then {
-        if self.whole {
-            self.then
-        } else {
-            Then::Close
+        match self.then {
+            Then::Next(mut ka) if !self.whole => {
+                ka.disable("the body ended short of its Content-Length");
+                Then::Next(ka)
+            }
+            then => then,
         }
     }
 
@@ -178,10 +177,10 @@ impl Outgoing {
 
     /// Counts the response (once) in the metrics and the access log, with the bytes
     /// that went out.
-    pub(crate) fn account(&mut self, shared: &Shared) {
+    pub(crate) fn account(&mut self, metrics: &Metrics) {
         if let Some(line) = self.line.take() {
-            shared.metrics.bytes_out.add(self.wire);
-            line.account(shared, self.wire);
+            metrics.bytes_out.add(self.wire);
+            line.account(metrics, self.wire);
         }
     }
 

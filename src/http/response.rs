@@ -1,452 +1,185 @@
-//! Writing responses: the server's half of the WSGI contract. The app says status,
-//! headers and body; this module decides the framing (RFC 9112 §6): `Content-Length`
-//! when the length is known, chunked on HTTP/1.1 otherwise, close-delimited on
-//! HTTP/1.0; no body for `HEAD`, 1xx, 204 and 304. It adds `Date` (RFC 9110 §6.6.1),
-//! `Server` and `Connection`, and refuses what an app must not send: hop-by-hop headers
-//! and names or values with CR, LF or NUL (response splitting), which become a 500.
-//!
-//! The head and a small body go out in one `write` (one syscall, one TCP segment).
-//! Runs on worker threads; writes wait for the client at most the given timeout.
+//! What an app returns: a [`Response`] (status, reason, headers) and its
+//! [`ResponseBody`]: bytes, a stream pulled as the client takes it, or a file range
+//! sent with `sendfile(2)` ([`FileBody`]). The server frames and sends it
+//! (`encode.rs`, `outgoing.rs`); these types only carry it.
 
-use std::cell::RefCell;
-use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
+use std::io::{self, Read};
 use std::net::TcpStream;
 
-use mio::Interest;
-
-use crate::conn::wait_ready;
-use crate::http::{FileBody, Response, ResponseBody, Version};
-
-/// How the response must be framed, from the request.
-#[derive(Debug, Clone, Copy)]
-pub struct Framing {
-    /// The request's version.
-    pub version: Version,
-    /// The request was `HEAD`: headers only.
-    pub head_only: bool,
-    /// Whether the connection may stay open after this response.
-    pub keep_alive: bool,
+/// A response body.
+pub enum ResponseBody {
+    /// No body.
+    Empty,
+    /// A body whose length is known: sent with `Content-Length`.
+    Bytes(Vec<u8>),
+    /// A streamed body: chunked on HTTP/1.1 (or `Content-Length` when the length is
+    /// given), close-delimited on HTTP/1.0. The server pulls it a chunk at a time from
+    /// whichever worker finds the client ready for more, so a slow reader holds no
+    /// thread: `read` is called only when the client has taken what came before, and it
+    /// may be called on a different thread each time (hence `Send + 'static`).
+    Stream(Box<dyn Read + Send>, Option<u64>),
+    /// A range of a file, sent with `sendfile(2)`: from the page cache to the socket,
+    /// no copy through user space, and no thread while the client is slow.
+    File(FileBody),
 }
 
-/// Why an app's response was refused (it becomes a 500; this is logged).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refused(pub String);
+/// A range of an open file as a response body (see [`Response::file`]): the file is
+/// sent with `sendfile(2)` from the event side, and closed when the response ends.
+pub struct FileBody {
+    file: std::fs::File,
+    /// The next byte to send.
+    offset: u64,
+    /// One past the last byte to send.
+    end: u64,
+    on_end: Option<Box<dyn FnOnce() + Send>>,
+}
 
-/// The reason phrase for `status`.
-pub fn reason(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Unknown",
+impl FileBody {
+    /// The bytes `range` of `file` (not checked against its length: a file that turns
+    /// out shorter ends the connection, as a short streamed body does).
+    pub fn new(file: std::fs::File, range: std::ops::Range<u64>) -> FileBody {
+        FileBody { file, offset: range.start, end: range.end.max(range.start), on_end: None }
+    }
+
+    /// Runs `f` once when the server is done with the body, however the response ended
+    /// (sent, cut off, the client gone, the server stopping): what a WSGI
+    /// `file_wrapper`'s `close()` needs.
+    pub fn on_end(mut self, f: impl FnOnce() + Send + 'static) -> FileBody {
+        self.on_end = Some(Box::new(f));
+        self
+    }
+
+    /// Bytes left to send.
+    pub fn len(&self) -> u64 {
+        self.end - self.offset
+    }
+
+    /// Whether nothing is left to send.
+    pub fn is_empty(&self) -> bool {
+        self.offset >= self.end
+    }
+
+    /// Sends what the socket takes now with `sendfile(2)`, at most `max` bytes.
+    /// `Ok(0)` with bytes left means the file is shorter than the range.
+    pub(crate) fn send_to(&mut self, socket: &TcpStream, max: usize) -> io::Result<usize> {
+        let count = self.len().min(max as u64) as usize;
+        if count == 0 {
+            return Ok(0);
+        }
+        let mut offset = self.offset;
+        let n = rustix::fs::sendfile(socket, &self.file, Some(&mut offset), count)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
-/// A small `Connection: close` response the acceptor writes itself, without a worker:
-/// 503 when the queue is full, 408 when a head did not arrive within `header_timeout`.
-pub(crate) fn canned(status: u16, server: Option<&str>) -> Vec<u8> {
-    let reason = reason(status);
-    let body = format!("{}\n", reason.to_ascii_lowercase());
-    let mut out = format!("HTTP/1.1 {status} {reason}\r\nDate: {}\r\n", now_imf_fixdate());
-    if let Some(server) = server {
-        out.push_str(&format!("Server: {server}\r\n"));
+/// Reads the rest of the range (with `pread`, leaving the file's position alone): for
+/// the framings `sendfile` cannot do (a chunked body after an early response).
+impl Read for FileBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let want = self.len().min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
-    if status == 503 {
-        out.push_str("Retry-After: 1\r\n");
-    }
-    out.push_str(&format!(
-        "Connection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    out.into_bytes()
 }
 
-/// A plain-text error response: the status line's words as the body.
-pub fn error(status: u16, detail: &str) -> Response {
-    let body =
-        if detail.is_empty() { format!("{}\n", reason(status)) } else { format!("{}: {detail}\n", reason(status)) };
-    Response::text(status, body)
-}
-
-const HOP_BY_HOP: [&str; 8] =
-    ["connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection", "content-length"];
-
-fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// Checks an app's response and takes out its `Content-Length` (the server frames).
-/// Returns the declared length if the app gave one.
-pub fn check(resp: &mut Response) -> Result<(), Refused> {
-    if !(200..=999).contains(&resp.status) {
-        return Err(Refused(format!("status {} is not a final status code", resp.status)));
-    }
-    // reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) (RFC 9112 §4): no CR or LF
-    // to split the head with.
-    if let Some(r) = &resp.reason {
-        if r.is_empty() || r.chars().any(|c| c != '\t' && (c.is_control() || c == '\u{7f}' || u32::from(c) > 0xff)) {
-            return Err(Refused(format!(
-                "reason phrase {r:?} is empty or has control characters or characters beyond ISO-8859-1"
-            )));
-        }
-    }
-    let mut declared = None;
-    for (name, value) in &resp.headers {
-        if !is_token(name) {
-            return Err(Refused(format!("header name {name:?} is not a token")));
-        }
-        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(Refused(format!("header {name} has CR, LF or NUL in its value")));
-        }
-        if let Some(c) = value.chars().find(|c| u32::from(*c) > 0xff) {
-            return Err(Refused(format!(
-                "header {name} has {c:?} in its value: field values are ISO-8859-1 text (RFC 9110 §5.5), sent one byte a character"
-            )));
-        }
-        let lower = name.to_ascii_lowercase();
-        if lower == "content-length" {
-            let n = value
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| Refused(format!("Content-Length {value:?} is not a number")))?;
-            declared = Some(n);
-        } else if HOP_BY_HOP.contains(&lower.as_str()) {
-            return Err(Refused(format!("hop-by-hop header {name} is the server's to set")));
-        }
-    }
-    if let Some(n) = declared {
-        resp.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("content-length"));
-        match &mut resp.body {
-            ResponseBody::Bytes(b) if b.len() as u64 != n => {
-                return Err(Refused(format!("Content-Length {n} but a body of {} bytes", b.len())));
-            }
-            ResponseBody::Empty if n != 0 => return Err(Refused(format!("Content-Length {n} but no body"))),
-            ResponseBody::Stream(_, len) => *len = Some(n),
-            ResponseBody::File(f) if f.len() != n => {
-                return Err(Refused(format!("Content-Length {n} but a file range of {} bytes", f.len())));
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-/// A response turned into bytes: all of it when its body is in memory, else the head
-/// and where the body comes from.
-pub(crate) enum Encoded {
-    /// Head and body, complete.
-    Buffered(Vec<u8>),
-    /// The head, then a body read from the app's stream.
-    Streamed(Vec<u8>, Box<dyn Read + Send>, StreamMode),
-    /// The head, then a file range (always `Content-Length`).
-    File(Vec<u8>, FileBody),
-}
-
-/// How a streamed body is framed on the wire.
-pub(crate) enum StreamMode {
-    /// `Content-Length: n`.
-    Exact(u64),
-    /// `Transfer-Encoding: chunked`.
-    Chunked,
-    /// Delimited by closing the connection (HTTP/1.0).
-    UntilClose,
-}
-
-/// Encodes `resp` (already `check`ed). Returns the bytes (or head and stream) and
-/// whether the connection may stay open after it.
-pub(crate) fn encode(resp: Response, framing: Framing, server: Option<&str>) -> (Encoded, bool) {
-    let status = resp.status;
-    let no_body = framing.head_only || status == 204 || status == 304 || status < 200;
-    let mut keep_alive = framing.keep_alive;
-    let mut head = String::with_capacity(256);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\n", resp.reason.as_deref().unwrap_or(reason(status)));
-    head.push_str("Date: ");
-    date(&mut head);
-    head.push_str("\r\n");
-    if let Some(server) = server {
-        let _ = write!(head, "Server: {server}\r\n");
-    }
-    for (name, value) in &resp.headers {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    let mut body = None;
-    let mut stream = None;
-    let mut file = None;
-    match resp.body {
-        ResponseBody::Empty => {
-            if status != 204 && status != 304 {
-                head.push_str("Content-Length: 0\r\n");
-            }
-        }
-        ResponseBody::Bytes(b) => {
-            if status != 204 && status != 304 {
-                let _ = write!(head, "Content-Length: {}\r\n", b.len());
-            }
-            if !no_body {
-                body = Some(b);
-            }
-        }
-        ResponseBody::Stream(r, Some(n)) => {
-            if status != 204 && status != 304 {
-                let _ = write!(head, "Content-Length: {n}\r\n");
-            }
-            if !no_body {
-                stream = Some((r, StreamMode::Exact(n)));
-            }
-        }
-        ResponseBody::File(f) => {
-            if status != 204 && status != 304 {
-                let _ = write!(head, "Content-Length: {}\r\n", f.len());
-            }
-            if !no_body && !f.is_empty() {
-                file = Some(f);
-            }
-        }
-        ResponseBody::Stream(_, None) if no_body => {}
-        ResponseBody::Stream(r, None) => match framing.version {
-            Version::Http11 => {
-                head.push_str("Transfer-Encoding: chunked\r\n");
-                stream = Some((r, StreamMode::Chunked));
-            }
-            Version::Http10 => {
-                keep_alive = false;
-                stream = Some((r, StreamMode::UntilClose));
-            }
-        },
-    }
-    if !keep_alive {
-        head.push_str("Connection: close\r\n");
-    } else if framing.version == Version::Http10 {
-        head.push_str("Connection: keep-alive\r\n");
-    }
-    head.push_str("\r\n");
-    let mut out = latin1(head);
-    if let Some(f) = file {
-        return (Encoded::File(out, f), keep_alive);
-    }
-    match stream {
-        Some((r, mode)) => (Encoded::Streamed(out, r, mode), keep_alive),
-        None => {
-            if let Some(b) = body {
-                out.extend_from_slice(&b);
-            }
-            (Encoded::Buffered(out), keep_alive)
+impl Drop for FileBody {
+    fn drop(&mut self) {
+        if let Some(f) = self.on_end.take() {
+            f();
         }
     }
 }
 
-/// The pace a client must keep while it is sent a streamed or file body (ASP.NET
-/// Kestrel's `MinResponseDataRate`): no single wait for it longer than `stall`
-/// (`body_timeout`), and after `GRACE` an average of at least `min_rate` bytes per
-/// second (`min_send_rate`). The event side parks the connection until `budget()`
-/// from now; an early response's `write` waits that long on its app's thread.
-pub(crate) struct Pace {
-    started: Instant,
-    sent: u64,
-    min_rate: u64,
-    stall: Duration,
+/// A response as an app returns it. The server adds `Date`, `Server`, framing and
+/// `Connection`; an app that sets a hop-by-hop header, or a header with CR, LF or NUL,
+/// gets a 500 instead (and its mistake is logged).
+pub struct Response {
+    /// Status code (100..=999).
+    pub status: u16,
+    /// The reason phrase; `None`: the standard one for the status (`Not Found`). A
+    /// WSGI app's own (`404 NOT FOUND` from Werkzeug) is sent as it gave it.
+    pub reason: Option<String>,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: ResponseBody,
 }
 
-/// How long a streamed response may go at any pace before `min_send_rate` applies.
-const GRACE: Duration = Duration::from_secs(5);
-
-impl Pace {
-    pub(crate) fn new(min_rate: usize, stall: Duration) -> Pace {
-        Pace { started: Instant::now(), sent: 0, min_rate: min_rate as u64, stall }
+impl Response {
+    /// A response with no body.
+    pub fn empty(status: u16) -> Self {
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Empty }
     }
-
-    /// The longest the next wait for the client may be; zero: it is too slow already.
-    pub(crate) fn budget(&self) -> Duration {
-        if self.min_rate == 0 {
-            return self.stall;
-        }
-        let earned = GRACE + Duration::from_secs_f64(self.sent as f64 / self.min_rate as f64);
-        earned.saturating_sub(self.started.elapsed()).min(self.stall)
+    /// A `text/plain; charset=utf-8` response.
+    pub fn text(status: u16, body: impl Into<String>) -> Self {
+        Self::bytes(status, "text/plain; charset=utf-8", body.into().into_bytes())
     }
-
-    /// Counts bytes the client took.
-    pub(crate) fn sent(&mut self, n: usize) {
-        self.sent += n as u64;
-    }
-
-    /// Writes all of `buf`, waiting for the client within the pace, on this thread:
-    /// only for an app's own `EarlyResponse::write`, which runs inside the app.
-    pub(crate) fn write_all(&mut self, conn: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match (&*conn).write(buf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    buf = &buf[n..];
-                    self.sent(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let budget = self.budget();
-                    if budget.is_zero() || !wait_ready(conn, Interest::WRITABLE, budget)? {
-                        return Err(too_slow());
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The error of a client cut off for taking a response too slowly.
-pub(crate) fn too_slow() -> io::Error {
-    io::Error::new(io::ErrorKind::TimedOut, "client took the response slower than min_send_rate or body_timeout allow")
-}
-
-thread_local! {
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-}
-
-/// Appends the current time as an IMF-fixdate (RFC 9110 §5.6.7), cached per second.
-fn date(out: &mut String) {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|cell| {
-        let mut cache = cell.borrow_mut();
-        if cache.0 != secs {
-            *cache = (secs, imf_fixdate(secs));
-        }
-        out.push_str(&cache.1);
-    });
-}
-
-/// The current time as an IMF-fixdate.
-pub fn now_imf_fixdate() -> String {
-    let mut s = String::with_capacity(29);
-    date(&mut s);
-    s
-}
-
-/// `Sun, 06 Nov 1994 08:49:37 GMT` for seconds since the Unix epoch.
-pub fn imf_fixdate(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let weekday = DAYS[((days + 4) % 7) as usize]; // 1970-01-01 was a Thursday
-                                                   // Civil date from a day count (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{weekday}, {day:02} {} {year} {:02}:{:02}:{:02} GMT",
-        MONTHS[(month - 1) as usize],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// A response head as bytes: each character is one ISO-8859-1 byte (`check` refused
-/// any beyond U+00FF). HTTP field values are octets whose historical charset is
-/// ISO-8859-1 (RFC 9110 §5.5), and PEP 3333 has WSGI servers send header strings
-/// encoded so: `é` in a value is the one byte 0xE9, not UTF-8's two.
-fn latin1(head: String) -> Vec<u8> {
-    if head.is_ascii() {
-        return head.into_bytes();
-    }
-    head.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn imf_fixdate_matches_known_dates() {
-        for (secs, want) in [
-            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
-            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"), // RFC 9110's example
-            (951_782_400, "Tue, 29 Feb 2000 00:00:00 GMT"),
-            (1_798_761_599, "Thu, 31 Dec 2026 23:59:59 GMT"),
-        ] {
-            assert_eq!(imf_fixdate(secs), want, "{secs}");
+    /// A response with a known-length body of `content_type`.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Self {
+        Response {
+            status,
+            reason: None,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: ResponseBody::Bytes(body),
         }
     }
-
-    #[test]
-    fn an_apps_reason_phrase_is_sent_and_the_standard_one_otherwise() {
-        let framing = Framing { version: Version::Http11, head_only: false, keep_alive: true };
-        for (resp, line) in [
-            (Response::empty(404).with_reason("NOT FOUND"), &b"HTTP/1.1 404 NOT FOUND\r\n"[..]),
-            (Response::empty(404), b"HTTP/1.1 404 Not Found\r\n"),
-        ] {
-            let (Encoded::Buffered(out), _) = encode(resp, framing, None) else { panic!("buffered") };
-            assert!(out.starts_with(line), "{}", String::from_utf8_lossy(&out));
-        }
+    /// A streamed response of unknown length, pulled from `body` as the client takes
+    /// it (see [`ResponseBody::Stream`]).
+    pub fn stream(status: u16, body: impl Read + Send + 'static) -> Self {
+        Response { status, reason: None, headers: Vec::new(), body: ResponseBody::Stream(Box::new(body), None) }
     }
-
-    #[test]
-    fn header_values_go_out_as_iso_8859_1() {
-        let resp = Response::text(200, "x").with_header("X-Latin", "caf\u{e9}");
-        let framing = Framing { version: Version::Http11, head_only: false, keep_alive: true };
-        let (Encoded::Buffered(out), _) = encode(resp, framing, None) else { panic!("buffered") };
-        assert!(out.windows(13).any(|w| w == b"X-Latin: caf\xe9"), "{out:?}");
-    }
-
-    #[test]
-    fn app_responses_that_would_split_or_reframe_are_refused() {
-        let cases: Vec<(Response, bool)> = vec![
-            (Response::text(200, "x").with_header("X-Ok", "fine"), true),
-            (Response::text(200, "x").with_header("X-Bad", "a\r\nSet-Cookie: evil=1"), false),
-            (Response::text(200, "x").with_header("X-Nul", "a\0b"), false),
-            (Response::text(200, "x").with_header("Bad Name", "v"), false),
-            (Response::text(200, "x").with_header("Transfer-Encoding", "chunked"), false),
-            (Response::text(200, "x").with_header("Connection", "close"), false),
-            (Response::text(200, "x").with_header("Content-Length", "1"), true),
-            (Response::text(200, "x").with_header("Content-Length", "2"), false),
-            (Response::empty(101), false),
-            (Response::empty(404).with_reason("NOT FOUND"), true),
-            (Response::empty(404).with_reason("x\r\nSet-Cookie: a=b"), false),
-            (Response::empty(404).with_reason(""), false),
-            (Response::text(200, "x").with_header("X-Latin", "caf\u{e9}"), true),
-            (Response::text(200, "x").with_header("X-Euro", "\u{20ac}"), false),
-        ];
-        for (i, (mut resp, ok)) in cases.into_iter().enumerate() {
-            assert_eq!(check(&mut resp).is_ok(), ok, "case {i}");
+    /// A response of `range` of `file` (`..` for all of it), sent with `sendfile(2)`
+    /// and `Content-Length`. Fails if the file's length cannot be read or the range
+    /// does not fit in it. The app sets `Content-Type` (and, for a part, `206` and
+    /// `Content-Range`) itself.
+    ///
+    /// ```no_run
+    /// # fn f() -> std::io::Result<spindle::http::Response> {
+    /// let file = std::fs::File::open("/srv/www/video.mp4")?;
+    /// Ok(spindle::http::Response::file(200, file, ..)?.with_header("Content-Type", "video/mp4"))
+    /// # }
+    /// ```
+    pub fn file(status: u16, file: std::fs::File, range: impl std::ops::RangeBounds<u64>) -> io::Result<Self> {
+        use std::ops::Bound;
+        let size = file.metadata()?.len();
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => size,
+        };
+        if start > end || end > size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("range {start}..{end} does not fit a file of {size} bytes"),
+            ));
         }
+        Ok(Response {
+            status,
+            reason: None,
+            headers: Vec::new(),
+            body: ResponseBody::File(FileBody::new(file, start..end)),
+        })
+    }
+    /// Sets the reason phrase (tab, space, visible ASCII and obs-text only, RFC 9112
+    /// §4; anything else is the app's mistake, answered 500).
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_string());
+        self
+    }
+    /// Adds a header.
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
     }
 }

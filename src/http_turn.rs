@@ -16,9 +16,10 @@
 //!    a buffered response, a streamed body, a file) waits on the connection with its
 //!    source (step 1 of a later turn). No thread waits for a slow reader.
 //!
-//! One keep-alive decision per request (`Framing::keep_alive`), made when the response
-//! is encoded: a stop that began while the app ran is told to the client with
-//! `Connection: close`. A turn serves at most `TURN_REQUESTS` requests (and reads at
+//! One keep-alive decision per request (`encode::KeepAlive`), on at first and turned
+//! off, for good, by each reason to close as it comes (the client's request, the
+//! request limit, a failed app, a stop that began while the app ran, a body that can
+//! only end with the close, a body shorter than its framing). A turn serves at most `TURN_REQUESTS` requests (and reads at
 //! most `TURN_BYTES` of body) before it yields the thread to other connections.
 
 use std::borrow::Cow;
@@ -29,16 +30,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::config::Limits;
-use crate::conn::{write_now, Conn, Next, Phase};
+use crate::conn::{Conn, Next, Phase};
 use crate::http::early::{self, EarlyResponse};
+use crate::http::encode::{self, Encoded, Framing, KeepAlive, Pace};
 use crate::http::forwarded;
 use crate::http::outgoing::{Line, Outgoing, Pumped, Then};
 use crate::http::parse::{self, BodyKind, HeadLimits, Parsed};
 use crate::http::receive::{Incoming, Progress};
-use crate::http::response::{self, Encoded, Framing, Pace};
 use crate::http::{Body, DisconnectProbe, Request, Response, Version};
 use crate::pool::panic_message;
 use crate::shared::Shared;
+use crate::sock::write_now;
 
 /// Requests one turn may serve before the thread goes to other connections.
 const TURN_REQUESTS: usize = 32;
@@ -60,10 +62,8 @@ struct Ctx<'a> {
 
 /// How a request's response went out.
 enum Sent {
-    /// Whole, and the connection stays open.
-    KeepAlive,
-    /// Whole, and the connection closes.
-    Close,
+    /// Whole; the connection stays open or closes as the decision says.
+    Done(KeepAlive),
     /// Not whole yet: the rest goes out from the event side (`drive`).
     Pending(Box<Outgoing>),
     /// The connection broke.
@@ -124,7 +124,7 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
             Sent::Pending(out) => match drive(conn, &ctx, out) {
                 Ok(c) => {
                     conn = c;
-                    Sent::KeepAlive
+                    Sent::Done(KeepAlive::ON)
                 }
                 Err(next) => return next,
             },
@@ -134,12 +134,12 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
             // Nothing more buffered: park at once rather than try a read that a
             // request-response client cannot have answered yet (it is still reading
             // our response). The re-arm reports bytes that did arrive meanwhile.
-            Sent::KeepAlive if conn.input.is_empty() && served < TURN_REQUESTS => {
+            Sent::Done(ka) if !ka.is_on() => return close_after_response(conn, ka),
+            Sent::Done(_) if conn.input.is_empty() && served < TURN_REQUESTS => {
                 conn.head_started = None;
                 return park_for_head(conn, &ctx);
             }
-            Sent::KeepAlive | Sent::Pending(_) => continue,
-            Sent::Close => return close_after_response(conn),
+            Sent::Done(_) | Sent::Pending(_) => continue,
             Sent::Broken => return Next::Done,
         }
     }
@@ -153,26 +153,26 @@ pub(crate) fn turn(mut conn: Conn, shared: &Shared) -> Next {
 fn drive(mut conn: Conn, ctx: &Ctx<'_>, mut out: Box<Outgoing>) -> Result<Conn, Next> {
     match out.pump(&conn.stream, &mut conn.output, TURN_BYTES) {
         Ok(Pumped::Done) => {
-            out.account(ctx.shared);
+            out.account(&ctx.shared.metrics);
             match out.then() {
-                Then::KeepAlive | Then::Receive => Ok(conn),
-                Then::Close => Err(close_after_response(conn)),
+                Then::Next(ka) if !ka.is_on() => Err(close_after_response(conn, ka)),
+                Then::Next(_) | Then::Receive => Ok(conn),
             }
         }
         Ok(Pumped::Blocked | Pumped::Yield) => {
             let wait = out.allowed_wait();
             if wait.is_zero() {
-                let e = response::too_slow();
+                let e = encode::too_slow();
                 tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response cut off");
                 ctx.shared.metrics.send_cut.inc();
-                out.account(ctx.shared);
+                out.account(&ctx.shared.metrics);
                 return Err(Next::Done);
             }
             Err(conn.park(Phase::HttpSend(out), Some(Instant::now() + wait)))
         }
         Err(e) => {
             tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response not completed; closing");
-            out.account(ctx.shared);
+            out.account(&ctx.shared.metrics);
             Err(Next::Done)
         }
     }
@@ -281,12 +281,14 @@ fn receive(mut conn: Conn, ctx: &Ctx<'_>, budget: &mut usize) -> Result<(Conn, B
     }
 }
 
-/// Ends a connection after a complete `Connection: close` response. A lingering close
+/// Ends a connection after a complete `Connection: close` response (`why`: the
+/// keep-alive decision's reason). A lingering close
 /// exists to keep unread client bytes from turning the close into a reset that could
 /// destroy the response in flight (RFC 9112 §9.6); when nothing is buffered and nothing
 /// is waiting in the socket, a plain close is as safe and saves a park, a wake-up and
 /// a read per connection (nginx lingers only when the client may still send, too).
-fn close_after_response(mut conn: Conn) -> Next {
+fn close_after_response(mut conn: Conn, why: KeepAlive) -> Next {
+    tracing::debug!(conn = conn.id, peer = %conn.peer, reason = why.reason().unwrap_or(""), "closing after the response");
     if conn.input.is_empty() {
         let mut probe = [0u8; 1];
         match (&*conn.stream).read(&mut probe) {
@@ -350,38 +352,34 @@ fn read_more(conn: &mut Conn) -> io::Result<usize> {
 
 /// Answers a request that cannot be served, then closes.
 fn reject(mut conn: Conn, ctx: &Ctx<'_>, status: u16, detail: &str) -> Next {
-    let framing = Framing { version: Version::Http11, head_only: false, keep_alive: false };
-    let (Encoded::Buffered(out), _) = response::encode(response::error(status, detail), framing, ctx.server) else {
+    let framing = Framing { version: Version::Http11, head_only: false, keep_alive: REFUSED };
+    let (Encoded::Buffered(out), _) = encode::encode(encode::error(status, detail), framing, ctx.server) else {
         return Next::Done;
     };
     ctx.shared.metrics.response(status, std::time::Duration::ZERO);
     tracing::info!(target: "spindle::access", peer = %conn.peer, status, bytes = out.len() as u64, "rejected request");
     conn.incoming = None;
     conn.input = Vec::new();
-    match send_buffered(&mut conn, ctx, out, false) {
+    match send_buffered(&mut conn, ctx, out, REFUSED) {
         Sent::Pending(out) => match drive(conn, ctx, out) {
             Ok(conn) => conn.close_gracefully(),
             Err(next) => next,
         },
         Sent::Broken => Next::Done,
-        Sent::KeepAlive | Sent::Close => conn.close_gracefully(),
+        Sent::Done(_) => conn.close_gracefully(),
     }
 }
 
-fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: bool) -> Sent {
+/// After a framing error the byte stream cannot be trusted (request smuggling).
+const REFUSED: KeepAlive = KeepAlive::off("a request the server refused");
+
+fn send_buffered(conn: &mut Conn, ctx: &Ctx<'_>, out: Vec<u8>, keep_alive: KeepAlive) -> Sent {
     ctx.shared.metrics.bytes_out.add(out.len() as u64);
     match write_now(&conn.stream, &out) {
-        Ok(n) if n == out.len() => {
-            if keep_alive {
-                Sent::KeepAlive
-            } else {
-                Sent::Close
-            }
-        }
+        Ok(n) if n == out.len() => Sent::Done(keep_alive),
         Ok(n) => {
             conn.output = if n == 0 { out } else { out[n..].to_vec() };
-            let then = if keep_alive { Then::KeepAlive } else { Then::Close };
-            Sent::Pending(Box::new(Outgoing::pending(then, pace(ctx.limits))))
+            Sent::Pending(Box::new(Outgoing::pending(Then::Next(keep_alive), pace(ctx.limits))))
         }
         Err(e) => {
             tracing::debug!(conn = conn.id, peer = %conn.peer, error = %e, "response not completed; closing");
@@ -399,9 +397,10 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
         Ok(parts) => parts,
         Err(e) => {
             tracing::error!(request = id, error = %e, "cannot read back the stored request body; answering 500");
-            let framing = Framing { version: Version::Http11, head_only: false, keep_alive: false };
-            if let (Encoded::Buffered(out), _) = response::encode(response::error(500, ""), framing, ctx.server) {
-                return send_buffered(conn, ctx, out, false);
+            let failed = KeepAlive::off("the request body could not be read back");
+            let framing = Framing { version: Version::Http11, head_only: false, keep_alive: failed };
+            if let (Encoded::Buffered(out), _) = encode::encode(encode::error(500, ""), framing, ctx.server) {
+                return send_buffered(conn, ctx, out, failed);
             }
             return Sent::Broken;
         }
@@ -417,20 +416,30 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
         (client.addr, client.scheme)
     };
     let head_only = head.method == "HEAD";
-    let wants_keep_alive = head.keep_alive && conn.requests < ctx.limits.max_requests_per_connection;
+    // The one keep-alive decision for this request, narrowed as reasons to close come.
+    let mut keep_alive = KeepAlive::ON;
+    if !head.keep_alive {
+        keep_alive.disable("the client asked to close");
+    }
+    if conn.requests >= ctx.limits.max_requests_per_connection {
+        keep_alive.disable("max_requests_per_connection");
+    }
     let options_star = head.method == "OPTIONS" && head.target == "*";
     let early_slot = std::sync::OnceLock::new();
     // Its own handle on the socket: what the app returns may borrow the request, and
     // must not hold `conn` borrowed while the response is sent.
     let early_stream = std::sync::Arc::clone(&conn.stream);
-    let early_framing =
-        Framing { version, head_only, keep_alive: wants_keep_alive && !ctx.shared.draining.load(Ordering::SeqCst) };
+    let mut early_keep_alive = keep_alive;
+    if ctx.shared.draining.load(Ordering::SeqCst) {
+        early_keep_alive.disable("the server is stopping");
+    }
+    let early_framing = Framing { version, head_only, keep_alive: early_keep_alive };
 
     let (resp, app_failed) = if options_star {
         (Response::empty(200).with_header("Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS"), false)
     } else {
         match listener.router.route(&head.path) {
-            None => (response::error(404, ""), false),
+            None => (encode::error(404, ""), false),
             Some((script_name, app)) => {
                 let req = Request {
                     head,
@@ -478,7 +487,7 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                     };
                 }
                 let failure = match called {
-                    Ok(Ok(mut resp)) => match response::check(&mut resp) {
+                    Ok(Ok(mut resp)) => match encode::check(&mut resp) {
                         Ok(()) => Ok(resp),
                         Err(refused) => Err(format!("its response was refused: {}", refused.0)),
                     },
@@ -489,30 +498,34 @@ fn respond(conn: &mut Conn, ctx: &Ctx<'_>, incoming: Incoming, served: usize) ->
                     Ok(resp) => (resp, false),
                     Err(why) => {
                         tracing::error!(request = id, method = %method, path = %path, error = %why, "the app failed; answering 500");
-                        (response::error(500, ""), true)
+                        (encode::error(500, ""), true)
                     }
                 }
             }
         }
     };
 
-    // The one keep-alive decision. A stop that began meanwhile is told to this client
-    // (it should reconnect elsewhere), unless it has already pipelined more requests,
-    // which are answered first: at most the rest of this turn's budget, so a client
-    // that never stops pipelining cannot hold the drain open.
-    let draining = ctx.shared.draining.load(Ordering::SeqCst);
+    // A stop that began meanwhile is told to this client (it should reconnect
+    // elsewhere), unless it has already pipelined more requests, which are answered
+    // first: at most the rest of this turn's budget, so a client that never stops
+    // pipelining cannot hold the drain open.
+    if app_failed {
+        keep_alive.disable("the app failed");
+    }
     let pipelined = !conn.input.is_empty() && served < TURN_REQUESTS;
-    let keep_alive = wants_keep_alive && !app_failed && (!draining || pipelined);
+    if ctx.shared.draining.load(Ordering::SeqCst) && !pipelined {
+        keep_alive.disable("the server is stopping");
+    }
     let framing = Framing { version, head_only, keep_alive };
     let status = resp.status;
-    let (encoded, keep_alive) = response::encode(resp, framing, ctx.server);
-    let then = if keep_alive { Then::KeepAlive } else { Then::Close };
+    let (encoded, keep_alive) = encode::encode(resp, framing, ctx.server);
+    let then = Then::Next(keep_alive);
     let line = Line { id, peer, method, path, started, status };
     match encoded {
         Encoded::Buffered(out) => {
             let bytes = out.len() as u64;
             let sent = send_buffered(conn, ctx, out, keep_alive);
-            line.account(ctx.shared, bytes);
+            line.account(&ctx.shared.metrics, bytes);
             sent
         }
         // The head goes out with the first of the body, from the event side.
