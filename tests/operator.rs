@@ -85,24 +85,31 @@ fn is_root() -> bool {
 fn check_fails_on_a_privileged_port_for_an_unprivileged_user() {
     let start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap_or_default();
     let first_free: u16 = start.trim().parse().unwrap_or(1024);
-    if first_free <= 80 {
-        println!("SKIP: net.ipv4.ip_unprivileged_port_start = {first_free}: port 80 is not privileged here");
-        return;
-    }
     let config = write_config(&http_on("127.0.0.1:80"));
     std::fs::set_permissions(config.parent().unwrap(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let mut cmd = if is_root() {
+    let (mut cmd, how) = if first_free <= 80 {
+        // Port 80 is not privileged in this network namespace (containers often set
+        // net.ipv4.ip_unprivileged_port_start = 0). The sysctl is per namespace and
+        // 1024 in a new one: check there, as a user with no capabilities (root of a
+        // new user namespace with an empty bounding set).
+        let mut c = Command::new("unshare");
+        c.args(["--net", "--map-root-user", "setpriv", "--bounding-set=-all", "--inh-caps=-all"]).arg(bin());
+        (c, format!("in a new network namespace (ip_unprivileged_port_start = {first_free} here)"))
+    } else if is_root() {
         // As root the bind would succeed: check as the user the service would run as.
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(bin());
-        c
+        (c, "as nobody".to_string())
     } else {
-        Command::new(bin())
+        (Command::new(bin()), "as this user".to_string())
     };
-    let out = cmd.args(["check", "--config"]).arg(&config).output().expect("run spindle check");
+    let out = cmd.args(["check", "--config"]).arg(&config).output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
     let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
-    assert!(stderr.contains("127.0.0.1:80") && stderr.to_lowercase().contains("permission denied"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "spindle check {how}: {stdout}{stderr}");
+    assert!(
+        stderr.contains("127.0.0.1:80") && stderr.to_lowercase().contains("permission denied"),
+        "spindle check {how}: {stderr}"
+    );
 }
 
 #[test]
@@ -161,12 +168,12 @@ fn the_open_files_limit_is_reported_only_when_raised_and_warned_when_too_low() {
     // Soft = hard: nothing to raise, so no "raised" line; 256 files cannot hold the
     // default max_connections (10,000): one warning that says what to change.
     let daemon = Daemon::start_under(&["prlimit", "--nofile=256:256"], WEB_AND_ECHO, &[]);
-    let log = daemon.log.text();
+    let log = daemon.startup_log();
     assert!(!log.contains("raised"), "{log}");
     assert!(log.contains("needs more open files than RLIMIT_NOFILE allows") && log.contains("LimitNOFILE"), "{log}");
     drop(daemon);
     let daemon = Daemon::start_under(&["prlimit", "--nofile=256:20000"], WEB_AND_ECHO, &[]);
-    let log = daemon.log.text();
+    let log = daemon.startup_log();
     assert!(log.contains("raised to the hard limit from=256 to=20000"), "{log}");
     assert!(!log.contains("needs more open files"), "{log}");
 }
@@ -254,11 +261,17 @@ fn reuse_port_without_tcp_migrate_req_warns_that_a_stop_resets_queued_connection
     let daemon = Daemon::start(
         "[[listener]]\nname = \"shared\"\nbind = \"127.0.0.1:0\"\nprotocol = \"echo\"\nreuse_port = true\n",
     );
-    let log = daemon.log.text();
+    let log = daemon.startup_log();
     match migrate.trim() {
-        "0" => assert!(log.contains("tcp_migrate_req = 0") && log.contains("reset"), "{log}"),
         "1" => assert!(!log.contains("tcp_migrate_req"), "{log}"),
-        other => println!("SKIP: no net.ipv4.tcp_migrate_req here ({other:?})"),
+        "0" => assert!(log.contains("tcp_migrate_req = 0") && log.contains("reset"), "{log}"),
+        // No such sysctl (Linux before 5.14): a stop resets the queued connections here
+        // too, so the warning is due as much as with "0".
+        other => assert!(
+            log.contains("tcp_migrate_req") && log.contains("reset"),
+            "net.ipv4.tcp_migrate_req reads {other:?} here, and the queued connections are reset at a stop; \
+             no warning said so:\n{log}"
+        ),
     }
 }
 
@@ -266,8 +279,31 @@ fn reuse_port_without_tcp_migrate_req_warns_that_a_stop_resets_queued_connection
 fn a_connection_accepted_just_before_a_stop_is_served_when_its_request_follows() {
     // A `systemctl restart` under socket activation lost such requests: the stop's
     // sweep took a connection that had not sent its first bytes yet for an idle one.
+    // The daemon waits for those bytes until one second (FRESH_GRACE, src/conn.rs)
+    // after the accept, so an attempt in which this machine took most of that second
+    // to get to the stop proves nothing: it is tried again on a new daemon, and the
+    // test fails, never passes, if no attempt had the time.
+    let mut late = Vec::new();
+    for _ in 0..3 {
+        match served_after_the_sweep() {
+            Ok(()) => return,
+            Err(why) => late.push(why),
+        }
+    }
+    panic!("no attempt reached the stop with time left to send the request:\n{}", late.join("\n"));
+}
+
+/// One attempt: `Err` (with the timings) when the stop came too late after the accept
+/// for the request to make the one-second grace, so nothing was checked.
+fn served_after_the_sweep() -> Result<(), String> {
+    const FRESH_GRACE: Duration = Duration::from_secs(1);
     let mut daemon = Daemon::start(WEB_AND_ECHO);
     let (web, echo) = (daemon.addr("web"), daemon.addr("echo"));
+    // This machine's time, now, to take a request off a new connection and answer it:
+    // the margin the request needs to be read before the grace ends.
+    let started = std::time::Instant::now();
+    assert!(get(web, "/healthz").starts_with("HTTP/1.1 200"));
+    let margin = (started.elapsed() * 4).max(Duration::from_millis(200));
     let connected = std::time::Instant::now();
     let mut h = connect(web);
     let mut e = connect(echo);
@@ -275,19 +311,28 @@ fn a_connection_accepted_just_before_a_stop_is_served_when_its_request_follows()
     assert!(daemon.eventually(Duration::from_secs(10), |_| get(web, "/status").contains("\"open\":3,")));
     daemon.signal("TERM");
     daemon.log.wait_for("listeners closed", Duration::from_secs(10)).unwrap();
-    if connected.elapsed() > Duration::from_millis(800) {
-        // The stop waits one second from the accept; a machine this slow leaves the
-        // test no time to send within it.
-        println!("SKIP: {:?} from connect to the stop's sweep", connected.elapsed());
-        return;
+    let swept = connected.elapsed();
+    if swept + margin >= FRESH_GRACE {
+        return Err(format!("the sweep came {swept:?} after the connects; the request needs {margin:?}"));
     }
+    // Both requests before either answer is read: each is within its second.
     h.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    e.write_all(b"ping\n").unwrap();
+    let sent = connected.elapsed();
     let mut response = String::new();
-    h.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200") && response.contains("\r\nConnection: close\r\n"), "{response:?}");
-    assert_eq!(echo_once(&mut e, b"ping\n"), b"ping\n");
+    if let Err(err) = h.read_to_string(&mut response) {
+        panic!("the request sent {sent:?} after the connect (the sweep at {swept:?}): {err}; got {response:?}");
+    }
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.contains("\r\nConnection: close\r\n"),
+        "the request sent {sent:?} after the connect (the sweep at {swept:?}): {response:?}"
+    );
+    let mut back = [0u8; 5];
+    e.read_exact(&mut back).unwrap_or_else(|err| panic!("echo, sent {sent:?} after the connect: {err}"));
+    assert_eq!(&back, b"ping\n");
     drop(e);
     let status = daemon.wait_exit(Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", daemon.log.text());
     assert!(daemon.log.text().contains("cut=0"), "{}", daemon.log.text());
+    Ok(())
 }

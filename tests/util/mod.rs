@@ -177,6 +177,13 @@ impl Daemon {
         Daemon { child, addrs, log, config }
     }
 
+    /// The log up to the daemon's `ready` line: all it said while starting. The ready
+    /// file is written after that line, but the line can still be in the pipe when the
+    /// file appears, so a test that reads start-up lines waits for it here.
+    pub fn startup_log(&self) -> String {
+        self.log.wait_for("ready min_threads=", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     pub fn addr(&self, name: &str) -> SocketAddr {
         *self.addrs.get(name).unwrap_or_else(|| panic!("no listener {name} in {:?}", self.addrs))
     }
