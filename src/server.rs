@@ -494,11 +494,12 @@ pub type AppTable = HashMap<String, Arc<dyn App>>;
 /// processes sharing a port fails the clients that were waiting for it.
 fn warn_reuse_port_resets(config: &Config) {
     let Some(l) = config.listeners.iter().find(|l| l.reuse_port) else { return };
+    // A kernel without the setting (before 5.14) resets them just as "0" does.
     let migrate = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req").map(|s| s.trim().to_string());
-    if migrate.as_deref().is_ok_and(|v| v == "0") {
+    if migrate.as_deref().map_or(true, |v| v == "0") {
         tracing::warn!(
             listener = %l.name,
-            "reuse_port is on but net.ipv4.tcp_migrate_req = 0: when this process stops, connections still queued on its listening socket are reset instead of moved to another process on the port; set it to 1 (sysctl)"
+            "reuse_port is on but net.ipv4.tcp_migrate_req is 0 or missing (Linux before 5.14): when this process stops, connections still queued on its listening socket are reset instead of moved to another process on the port; set it to 1 (sysctl), where the kernel has it"
         );
     }
 }
