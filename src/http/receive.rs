@@ -168,13 +168,15 @@ impl Incoming {
                 ..ChunkedLimits::default()
             }))),
         };
+        let has_body = !matches!(framing, Framing::Done);
         let sink = Sink {
             memory: Vec::new(),
             file: None,
             len: 0,
             threshold,
-            mem: budgets.map(|b| b.memory.hold()),
-            disk: budgets.map(|b| b.disk.hold()),
+            // No body, nothing to hold (and no holding to make per request).
+            mem: budgets.filter(|_| has_body).map(|b| b.memory.hold()),
+            disk: budgets.filter(|_| has_body).map(|b| b.disk.hold()),
         };
         Incoming { head, started, framing, sink, stall: None }
     }
