@@ -26,12 +26,18 @@
 # Workload 9 is bench/wsgi.sh (a Flask app on spindle-wsgi and the Python servers, its own
 # venv and results file <date>-wsgi.md), run at the same duration and rounds; it adds
 # about 10 minutes at the default, 2 with --quick.
+# Workload 10 is bench/slow.sh (issue 16: slow readers of streamed and file responses on
+# spindle, spindle-wsgi, waitress and granian; stalled uploads against the buffer
+# budgets; file downloads against nginx with sendfile), its own servers, venv and results
+# file <date>-slow.md, --quick when this run is; it adds about 5 minutes at the
+# default, under 2 with --quick.
 #
 # Usage: [SPINDLE_BIN=path] bench/run.sh [--quick]
 #   SPINDLE_BIN  run this spindle binary instead of building target/release/spindle
-#   --quick  2 rounds of 2 s runs, one slow-client round of 15 s per mode (about 5
-#            minutes once built); default is 3 rounds of 10 s runs and 3 slow-client
-#            rounds of 30 s (about 40 minutes). The results file says which was used.
+#   --quick  2 rounds of 2 s runs, one slow-client round of 15 s per mode, workload 10
+#            --quick (about 7 minutes once built); default is 3 rounds of 10 s runs and 3
+#            slow-client rounds of 30 s (about 45 minutes, workloads 9 and 10 included).
+#            The results file says which was used.
 set -euo pipefail
 
 QUICK=0
@@ -716,6 +722,7 @@ main() {
   w6_stop
   w8_slow
   w9_wsgi
+  w10_slow
   local elapsed=$(( $(date +%s) - T_START ))
   "$VENV/bin/python" "$BENCH/report.py" plotdata "$DATA" >"$WORK/hello.dat"
   plot "$WORK/hello.dat"
@@ -737,6 +744,9 @@ main() {
     echo; echo 'Workload 6 uses the first with `[server] graceful_timeout = "10s"` added.'
     echo; echo "Workload 9 (WSGI: one Flask app on spindle-wsgi, gunicorn, waitress, granian and"
     echo "eventlet) is in [\`${WSGI_MD:-(not written)}\`](${WSGI_MD:-}), written by \`bench/wsgi.sh\`."
+    echo; echo "Workload 10 (issue 16: slow readers of streamed and file responses, stalled uploads"
+    echo "against the buffer budgets, sendfile against nginx) is in [\`${SLOW_MD:-(not written)}\`](${SLOW_MD:-}),"
+    echo "written by \`bench/slow.sh$( [ "$QUICK" = 1 ] && echo " --quick")\`."
 
     echo; echo '`$WORK/nginx/nginx.conf`:'
     echo; echo '```nginx'; sed "s#$WORK#\$WORK#g; s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/nginx/nginx.conf"; echo '```'
@@ -753,6 +763,20 @@ w9_wsgi() {
   fi
   # The file it wrote (its own date, and -runN when the day has one already).
   WSGI_MD=$(sed -n 's#^\[wsgi-bench\] wrote bench/results/##p' "$WORK/wsgi.out" | tail -n 1)
+}
+
+# Workload 10: slow readers, buffer budgets and sendfile (issue 16), bench/slow.sh with
+# its own servers (each started and stopped by it) and results file; --quick when this
+# run is. SPINDLE_BIN, when given to this script, reaches it through the environment.
+w10_slow() {
+  local args=()
+  [ "$QUICK" = 1 ] && args=(--quick)
+  log "workload 10: slow readers, budgets, sendfile (bench/slow.sh${args[*]:+ ${args[*]}})"
+  if ! "$BENCH/slow.sh" "${args[@]}" >"$WORK/slow.out" 2>&1; then
+    note "workload 10 (bench/slow.sh) failed; its output ends: $(tail -n 3 "$WORK/slow.out" | tr '\n' ' ')"
+  fi
+  # The file it wrote (its own date, and -runN when the day has one already).
+  SLOW_MD=$(sed -n 's#^\[slow\] wrote bench/results/##p' "$WORK/slow.out" | tail -n 1)
 }
 
 plot() {
