@@ -19,13 +19,13 @@
 //! the two routes are mounted on every HTTP listener beside the config's own apps.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use spindle::daemon::{self, Options};
-use spindle::http::{app_fn, Request, Response, ResponseBody};
+use spindle::http::{app_fn, Request, Response};
 use spindle::Config;
 
 const USAGE: &str = "usage: downloads --root DIR [--config FILE] [--ready-file FILE]";
@@ -92,26 +92,18 @@ fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
     full.starts_with(root).then_some(full)
 }
 
-fn not_found() -> Response<'static> {
+fn not_found() -> Response {
     Response::text(404, "not found\n")
 }
 
 /// The bytes `start..end` of `file` (`end` at most its length) with their length.
-fn file_response(mut file: File, start: u64, end: u64) -> io::Result<Response<'static>> {
-    // TODO: `Response::file(200, file, start..end)` once it lands on main (issue 16):
-    // it sends with sendfile(2) from the event side. Until then the file is a stream
-    // copied on a worker thread, with its length so it goes out with Content-Length.
-    file.seek(SeekFrom::Start(start))?;
-    let len = end - start;
-    Ok(Response {
-        status: 200,
-        reason: None,
-        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
-        body: ResponseBody::Stream(Box::new(file.take(len)), Some(len)),
-    })
+fn file_response(file: File, start: u64, end: u64) -> io::Result<Response> {
+    // sendfile(2) from the event side: no copy through user space, no thread held
+    // while the client is slow.
+    Ok(Response::file(200, file, start..end)?.with_header("Content-Type", "application/octet-stream"))
 }
 
-fn serve_file(root: &Path, req: &Request<'_>) -> io::Result<Response<'static>> {
+fn serve_file(root: &Path, req: &Request<'_>) -> io::Result<Response> {
     let Some(path) = query_param(req.query(), "path").and_then(|p| resolve(root, &p)) else {
         return Ok(not_found());
     };
