@@ -9,22 +9,32 @@
 //! `Content-Length`), else a stream ([`WsgiBody`]) that takes the GIL once per further
 //! chunk. Writing to the client happens with the GIL released, on the server's side.
 //!
+//! A `wsgi.file_wrapper` the app returns as it is (Flask's `send_file`) over a regular
+//! file is not iterated: the server sends the file from its `tell()` with `sendfile(2)`
+//! ([`ResponseBody::File`]), from the event side, without the GIL; the wrapper is closed
+//! when the server is done with the body. A file-like without a working `fileno()`
+//! (`io.BytesIO`), a pipe or a socket is iterated like any iterable.
+//!
 //! `close()` of the app's iterable is called exactly once: when the iterable ends,
-//! when the response is complete, or when the server drops the stream (the client
-//! went away, a `HEAD` request, a failure), from `Drop`, with the GIL.
+//! when the response is complete, or when the server drops the stream or the file
+//! body (the client went away or was too slow, a `HEAD` request, a failure, a stop),
+//! from `Drop`, with the GIL, on whichever thread drops it.
 //!
 //! Failures: an exception before the response starts is a 500 with the traceback in
 //! the log under the request id; after it started, the stream returns an error and
 //! the server closes the connection. No exception or Python misuse reaches a panic.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyAssertionError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
-use spindle::http::{App, AppResult, EarlyResponse, Request, Response, ResponseBody, Version};
+use spindle::http::{App, AppResult, EarlyResponse, FileBody, Request, Response, ResponseBody, Version};
 
 use crate::io::{Errors, FileWrapper, Input};
 
@@ -537,6 +547,39 @@ impl WsgiApp {
                 }
             };
         }
+        if let Ok(wrapper) = result.cast::<FileWrapper>() {
+            // Cloned, not held: the file's fileno() and tell() are Python code.
+            let started = {
+                let state = lock(&status);
+                if state.written.is_empty() {
+                    state.started.clone()
+                } else {
+                    None
+                }
+            };
+            if let Some((code, reason, headers)) = started {
+                match file_range(py, wrapper.get(), content_length(&headers)) {
+                    Ok((file, range)) => {
+                        tracing::debug!(
+                            target: "spindle::wsgi",
+                            request = id,
+                            offset = range.start,
+                            len = range.end - range.start,
+                            "wsgi.file_wrapper over a regular file: sent with sendfile"
+                        );
+                        lock(&status).sent = true;
+                        // The wrapper's close() (which closes the app's file) runs when the
+                        // server is done with the body, however it ended: `stream` holds
+                        // it, and dropping it closes it once, with the GIL.
+                        let body = FileBody::new(file, range).on_end(move || drop(stream));
+                        return Ok(Response { status: code, reason, headers, body: ResponseBody::File(body) });
+                    }
+                    Err(why) => {
+                        tracing::debug!(target: "spindle::wsgi", request = id, "wsgi.file_wrapper iterated: {why}")
+                    }
+                }
+            }
+        }
         // A list or tuple is the whole body: join it (one write, Content-Length).
         let whole = if let Ok(list) = result.cast::<PyList>() {
             Some(join(list.iter()))
@@ -587,10 +630,7 @@ impl WsgiApp {
                 }
             }
         };
-        let declared = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        let declared = content_length(&headers);
         let have = (stream.pending.len() - stream.pos) as u64;
         // The whole body is here: the iterable ended, or its first chunk is all that the
         // app's Content-Length announces (stop iterating, PEP 3333 allows it; close).
@@ -650,6 +690,58 @@ impl WsgiApp {
         env.set_item(intern!(py, "spindle.request_id"), id)?;
         Ok(env)
     }
+}
+
+/// The app's `Content-Length`, if it gave a valid one.
+fn content_length(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+}
+
+/// The file behind a `wsgi.file_wrapper` and the range of it to send: from the
+/// file-like's `tell()` (0 without one) for the app's `Content-Length` (which must fit
+/// in the rest of the file) or to the end. The file is opened again, read-only,
+/// through `/proc/self/fd/N` (a deleted file too): its own descriptor, closed with the
+/// body, while the app's file object is closed by the wrapper's `close()`. `Err` says
+/// why it must be iterated instead: no working `fileno()`, not a regular file
+/// (checked before the open, which could block on a FIFO), no `/proc`, a `tell()` that
+/// fails or is past the end, a `Content-Length` the file cannot give.
+fn file_range(py: Python<'_>, wrapper: &FileWrapper, declared: Option<u64>) -> Result<(File, Range<u64>), String> {
+    let filelike = wrapper.filelike().bind(py);
+    let fd = filelike
+        .call_method0(intern!(py, "fileno"))
+        .and_then(|n| n.extract::<i32>())
+        .map_err(|e| format!("no fileno(): {e}"))?;
+    if fd < 0 {
+        return Err(format!("fileno() is {fd}"));
+    }
+    let path = format!("/proc/self/fd/{fd}");
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("descriptor {fd} is not a regular file"));
+    }
+    let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    let opened = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(format!("descriptor {fd} changed while it was opened"));
+    }
+    let offset = match filelike.getattr_opt(intern!(py, "tell")) {
+        Ok(None) => 0,
+        Ok(Some(tell)) => tell.call0().and_then(|t| t.extract::<u64>()).map_err(|e| format!("tell(): {e}"))?,
+        Err(e) => return Err(format!("tell: {e}")),
+    };
+    let size = opened.len();
+    let left = size.checked_sub(offset).ok_or_else(|| format!("tell() {offset} is past the end ({size} bytes)"))?;
+    let len = match declared {
+        Some(n) if n > left => {
+            return Err(format!("Content-Length {n} but {left} bytes from tell() {offset} to the end"));
+        }
+        Some(n) => n,
+        None => left,
+    };
+    Ok((file, offset..offset + len))
 }
 
 /// The items of a list or tuple, which must all be bytes, joined.
