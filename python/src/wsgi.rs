@@ -30,9 +30,10 @@ use std::ops::Range;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::exceptions::{PyAssertionError, PyStopIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
 use spindle::http::{App, AppResult, EarlyResponse, FileBody, Request, Response, ResponseBody, Version};
 
@@ -379,9 +380,27 @@ fn log_exception(py: Python<'_>, request: u64, what: &str, e: &PyErr) -> String 
     last
 }
 
+/// `contextvars.copy_context` and the builtin `next`, looked up once.
+static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A new `contextvars.Context` for a request: a copy of the worker thread's own.
+fn new_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    COPY_CONTEXT.import(py, "contextvars", "copy_context")?.call0()
+}
+
 /// The rest of a response: the app's iterable, pulled a chunk at a time with the GIL.
+///
+/// The pulls (and `close()`) happen on whichever worker finds the client ready for
+/// more, not necessarily the thread that called the app. Each runs in the request's
+/// `contextvars.Context`, the one the app was called in, so what the app set in
+/// context variables (Flask's request context under `stream_with_context`, asgiref's
+/// `Local`) is there in every chunk, on any thread; `threading.local` data is the
+/// pulling thread's.
 pub struct WsgiBody {
     status: Arc<Mutex<Status>>,
+    /// The request's `contextvars.Context`.
+    context: Py<PyAny>,
     /// The app's return value, for `close()`; `None` once closed.
     result: Option<Py<PyAny>>,
     /// Its iterator; `None` once exhausted.
@@ -399,7 +418,7 @@ impl WsgiBody {
         if let Some(result) = self.result.take() {
             // One lookup: a missing `close` is the common case for lists.
             let close = match result.bind(py).getattr_opt(intern!(py, "close")) {
-                Ok(Some(close)) => close.call0().map(drop),
+                Ok(Some(close)) => self.context.bind(py).call_method1(intern!(py, "run"), (close,)).map(drop),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
@@ -428,15 +447,15 @@ impl WsgiBody {
                 return Ok(true);
             }
             let Some(iter) = &self.iter else { return Ok(false) };
-            let next = iter.bind(py).clone().next();
-            match next {
-                None => {
+            let next = NEXT.import(py, "builtins", "next")?;
+            match self.context.bind(py).call_method1(intern!(py, "run"), (next, iter.bind(py))) {
+                Err(e) if e.is_instance_of::<PyStopIteration>(py) => {
                     self.close(py);
                     self.take_written();
                     return Ok(self.pos < self.pending.len());
                 }
-                Some(Err(e)) => return Err(e),
-                Some(Ok(chunk)) => {
+                Err(e) => return Err(e),
+                Ok(chunk) => {
                     let bytes = chunk.cast::<PyBytes>().map_err(|_| {
                         PyTypeError::new_err(format!(
                             "the WSGI iterable yielded {}; chunks must be bytes (PEP 3333)",
@@ -518,10 +537,15 @@ impl WsgiApp {
         let status = Arc::new(Mutex::new(Status::default()));
         let start_response = Bound::new(py, StartResponse { status: Arc::clone(&status), early })
             .map_err(|e| fail("cannot make start_response", e))?;
-        let result =
-            self.app.bind(py).call1((env, start_response)).map_err(|e| fail("exception in the WSGI app", e))?;
+        // The app, its iterable and close() run in a context of the request's own, on
+        // whichever thread they run (see `WsgiBody`).
+        let context = new_context(py).map_err(|e| fail("cannot make the request's contextvars.Context", e))?;
+        let result = context
+            .call_method1(intern!(py, "run"), (self.app.bind(py), env, start_response))
+            .map_err(|e| fail("exception in the WSGI app", e))?;
         let mut stream = WsgiBody {
             status: Arc::clone(&status),
+            context: context.unbind(),
             result: Some(result.clone().unbind()),
             iter: None,
             pending: Vec::new(),

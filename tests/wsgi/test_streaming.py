@@ -229,8 +229,9 @@ N_SLOW = 200
 # kernel's descriptor table, doubling from 64 to 2,048 entries as the sockets and files
 # arrive, makes the openat() that grows it wait for an RCU grace period (seen in
 # /proc/PID/task/TID/wchan: openat asleep in synchronize_rcu_normal and expand_files;
-# 0 to 12 threads added in 8 runs, varying with the machine's load). Once the ramp is over, waiting clients add
-# none (asserted exactly). A thread per slow client would be 400.
+# 0 to 12 threads added in 8 runs, varying with the machine's load). Once the ramp is
+# over, waiting clients add none (asserted exactly). A thread per slow client would be
+# 400.
 RAMP_GROWTH = 32
 
 
@@ -288,8 +289,9 @@ def test_clients_that_do_not_read_hold_no_thread(kind, tmp_path, big_file):
             assert cpus[-1] < 0.05, f"the server used {cpus} of a CPU while its clients did not read"
             t, c0, mine = time.monotonic(), cpu_seconds(pid), os.times()
             got = read_all(socks)
-            print(f"400 x 8 MiB read in {time.monotonic() - t:.1f} s; server CPU {cpu_seconds(pid) - c0:.1f} s, "
-                  f"client CPU {os.times().user - mine.user + os.times().system - mine.system:.1f} s")
+            ours = os.times().user - mine.user + os.times().system - mine.system
+            print(f"400 x 8 MiB read in {time.monotonic() - t:.1f} s; server CPU "
+                  f"{cpu_seconds(pid) - c0:.1f} s, client CPU {ours:.1f} s")
         finally:
             for s in socks:
                 s.close()
@@ -444,6 +446,45 @@ def test_close_once_when_the_graceful_timeout_cuts_a_stalled_stream(kind, tmp_pa
     print("close() ran on", closed_on(tmp_path, "t"))
 
 
+# --- the request's context in every chunk -------------------------------------------------
+
+FOUR_WORKERS = "[pool]\nmin_threads = 4\n" + servers.SPINDLE_CONFIG
+
+
+def test_stream_with_context_keeps_the_request_on_any_thread(kind, tmp_path, big_file):
+    """Flask's stream_with_context keeps the request context in ContextVars. On spindle
+    a slow reader's chunks are pulled by whichever of the 4 workers finds the client
+    ready, so each pull must run in the context the app was called in: `request` is
+    there in every chunk (else Flask raises and the body ends short), and the context's
+    exit at the end does not fail."""
+    srv = server(kind, tmp_path, big_file, config=FOUR_WORKERS if kind == "spindle" else None)
+    threads = set()
+    with srv:
+        for attempt in range(5):
+            tok = f"c{attempt}"
+            with slow_socket(srv.port) as s:
+                request(s, f"/ctx-stream?n=64&token={tok}")
+                d = Digest()
+                d.feed(read_head(s))
+                while not d.done:
+                    time.sleep(0.001)  # the server waits for us between chunks
+                    data = s.recv(65536)
+                    if not data:
+                        break
+                    d.feed(data)
+            want = b"".join((b"%d %s " % (i, tok.encode())).ljust(65536, b".") for i in range(64))
+            assert d.done and d.result() == (200, len(want), sha(want)), (d.result(), srv.log()[-2000:])
+            assert wait_events(tmp_path, [tok])[tok] == 1
+            line = re.search(rf"^threads {tok} (\S+)$", (tmp_path / "events").read_text(), re.M)
+            threads = set(line.group(1).split(","))
+            if kind != "spindle" or len(threads) > 1:
+                break
+    assert "Working outside of request context" not in srv.log(), srv.log()[-2000:]
+    if kind == "spindle":
+        # Else this test did not test anything: fail loudly rather than pass.
+        assert len(threads) > 1, f"every chunk was pulled on {threads} in 5 tries"
+
+
 # --- wsgi.file_wrapper: what is sent, and close() ----------------------------------------
 
 @pytest.mark.parametrize("method,status", [("HEAD", "200"), ("GET", "204"), ("GET", "304")])
@@ -563,7 +604,9 @@ def test_send_file_under_strace_shows_sendfile(kind, tmp_path, big_file):
             tracer.send_signal(signal.SIGINT)
             tracer.wait(timeout=20)
     table = out.read_text()
-    calls = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", table, re.M)}
+    # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+    row = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$", re.M)
+    calls = {m.group(2): int(m.group(1)) for m in row.finditer(table)}
     print(table)
     assert calls.get("sendfile", 0) > 0, table
     assert calls.get("read", 0) + calls.get("pread64", 0) < FILE_SIZE // 65536, table

@@ -19,6 +19,8 @@ Routes:
 - `/file?token=T` — `send_file` of an open file object ($STREAM_TEST_FILE) that records
   close(), with Content-Length set (what `send_file(path)` gives).
 - `/file-path` — `send_file($STREAM_TEST_FILE, conditional=True)`: ETag, ranges.
+- `/ctx-stream?n=64&token=T` — a `stream_with_context` generator that reads `request`
+  in every chunk.
 - `/raw/file?token=T&status=200&offset=0&cl=N&kind=file|bytesio|pipe` — the bare
   `environ['wsgi.file_wrapper']` over a recording file seeked to `offset`, with the
   app's Content-Length `cl` if given, as a plain WSGI app returns it.
@@ -29,7 +31,7 @@ import os
 import threading
 
 from bodies import pattern_chunk
-from flask import Flask, Response, request, send_file
+from flask import Flask, Response, request, send_file, stream_with_context
 
 app = Flask(__name__)
 EVENTS = os.environ.get("STREAM_TEST_EVENTS")
@@ -125,6 +127,30 @@ def gen():
 
     resp = Response(chunks(), mimetype="application/octet-stream")
     resp.call_on_close(lambda: closed(token))
+    return resp
+
+
+@app.route("/ctx-stream")
+def ctx_stream():
+    """n chunks of 64 KiB, each made from Flask's `request` under stream_with_context:
+    the request context must be there for every chunk, on whatever thread pulls it.
+    Records `threads TOKEN a,b` (the threads that pulled chunks) at close."""
+    token = request.args.get("token", "")
+    n = request.args.get("n", 64, type=int)
+    pulled_on = set()
+
+    @stream_with_context
+    def chunks():
+        for i in range(n):
+            pulled_on.add(thread_name())
+            yield (b"%d %s " % (i, request.args["token"].encode())).ljust(65536, b".")
+
+    def done():
+        event("threads", f"{token} {','.join(sorted(pulled_on))}")
+        closed(token)
+
+    resp = Response(chunks(), mimetype="application/octet-stream")
+    resp.call_on_close(done)
     return resp
 
 
