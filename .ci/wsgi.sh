@@ -44,6 +44,13 @@ if [ "$SERVER" = spindle ]; then
   export SPINDLE_WSGI="$PWD/$VENV/bin/spindle-wsgi"
   [ -x "$SPINDLE_WSGI" ] || { echo "pip install ./python gave no spindle-wsgi command" >&2; exit 1; }
 fi
+# strace, for test_streaming.py's look at the syscalls of a send_file() download (the
+# test is skipped without it; the /proc/PID/io test beside it needs nothing).
+if ! command -v strace >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } ||
+    echo "== wsgi: cannot install strace; its test is skipped"
+fi
 echo "== wsgi: pytest tests/wsgi (server under test: $SERVER; differential against gunicorn)"
 WSGI_SERVER=$SERVER "$VENV/bin/python" -m pytest tests/wsgi "$@"
 if [ "$SERVER" = spindle ] && [ $# -eq 0 ]; then

@@ -240,11 +240,23 @@ impl Drop for Errors {
 }
 
 /// `wsgi.file_wrapper(filelike, blksize=8192)`: an iterable of `filelike.read(blksize)`
-/// blocks, whose `close()` closes the file. The server sends it like any iterable.
+/// blocks, whose `close()` closes the file. Returned by the app as it is (Flask's
+/// `send_file`), a wrapper over a regular file (a working `fileno()`) is sent with
+/// `sendfile(2)` from the file's `tell()` by the server (`wsgi.rs`), without the GIL and
+/// without a thread while the client is slow; anything else is iterated. `seekable()`,
+/// `seek()` and `tell()` pass through to the file, as on Werkzeug's own wrapper, so that
+/// Werkzeug's range requests seek instead of reading up to the range.
 #[pyclass(module = "spindle_wsgi", frozen)]
 pub struct FileWrapper {
     filelike: Py<PyAny>,
     blksize: usize,
+}
+
+impl FileWrapper {
+    /// The wrapped file-like object.
+    pub(crate) fn filelike(&self) -> &Py<PyAny> {
+        &self.filelike
+    }
 }
 
 #[pymethods]
@@ -274,5 +286,30 @@ impl FileWrapper {
             filelike.call_method0("close")?;
         }
         Ok(())
+    }
+
+    fn seekable(&self, py: Python<'_>) -> PyResult<bool> {
+        let filelike = self.filelike.bind(py);
+        if filelike.hasattr("seekable")? {
+            return filelike.call_method0("seekable")?.is_truthy();
+        }
+        filelike.hasattr("seek")
+    }
+
+    #[pyo3(signature = (*args))]
+    fn seek(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        let filelike = self.filelike.bind(py);
+        if filelike.hasattr("seek")? {
+            filelike.call_method1("seek", args)?;
+        }
+        Ok(())
+    }
+
+    fn tell<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let filelike = self.filelike.bind(py);
+        if filelike.hasattr("tell")? {
+            return filelike.call_method0("tell").map(Some);
+        }
+        Ok(None)
     }
 }

@@ -9,22 +9,33 @@
 //! `Content-Length`), else a stream ([`WsgiBody`]) that takes the GIL once per further
 //! chunk. Writing to the client happens with the GIL released, on the server's side.
 //!
+//! A `wsgi.file_wrapper` the app returns as it is (Flask's `send_file`) over a regular
+//! file is not iterated: the server sends the file from its `tell()` with `sendfile(2)`
+//! ([`ResponseBody::File`]), from the event side, without the GIL; the wrapper is closed
+//! when the server is done with the body. A file-like without a working `fileno()`
+//! (`io.BytesIO`), a pipe or a socket is iterated like any iterable.
+//!
 //! `close()` of the app's iterable is called exactly once: when the iterable ends,
-//! when the response is complete, or when the server drops the stream (the client
-//! went away, a `HEAD` request, a failure), from `Drop`, with the GIL.
+//! when the response is complete, or when the server drops the stream or the file
+//! body (the client went away or was too slow, a `HEAD` request, a failure, a stop),
+//! from `Drop`, with the GIL, on whichever thread drops it.
 //!
 //! Failures: an exception before the response starts is a 500 with the traceback in
 //! the log under the request id; after it started, the stream returns an error and
 //! the server closes the connection. No exception or Python misuse reaches a panic.
 
+use std::fs::File;
 use std::io::{self, Read};
+use std::ops::Range;
+use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError};
+use pyo3::exceptions::{PyAssertionError, PyStopIteration, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyString, PyTuple};
-use spindle::http::{App, AppResult, EarlyResponse, Request, Response, ResponseBody, Version};
+use spindle::http::{App, AppResult, EarlyResponse, FileBody, Request, Response, ResponseBody, Version};
 
 use crate::io::{Errors, FileWrapper, Input};
 
@@ -369,9 +380,27 @@ fn log_exception(py: Python<'_>, request: u64, what: &str, e: &PyErr) -> String 
     last
 }
 
+/// `contextvars.copy_context` and the builtin `next`, looked up once.
+static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static NEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A new `contextvars.Context` for a request: a copy of the worker thread's own.
+fn new_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    COPY_CONTEXT.import(py, "contextvars", "copy_context")?.call0()
+}
+
 /// The rest of a response: the app's iterable, pulled a chunk at a time with the GIL.
+///
+/// The pulls (and `close()`) happen on whichever worker finds the client ready for
+/// more, not necessarily the thread that called the app. Each runs in the request's
+/// `contextvars.Context`, the one the app was called in, so what the app set in
+/// context variables (Flask's request context under `stream_with_context`, asgiref's
+/// `Local`) is there in every chunk, on any thread; `threading.local` data is the
+/// pulling thread's.
 pub struct WsgiBody {
     status: Arc<Mutex<Status>>,
+    /// The request's `contextvars.Context`.
+    context: Py<PyAny>,
     /// The app's return value, for `close()`; `None` once closed.
     result: Option<Py<PyAny>>,
     /// Its iterator; `None` once exhausted.
@@ -389,7 +418,7 @@ impl WsgiBody {
         if let Some(result) = self.result.take() {
             // One lookup: a missing `close` is the common case for lists.
             let close = match result.bind(py).getattr_opt(intern!(py, "close")) {
-                Ok(Some(close)) => close.call0().map(drop),
+                Ok(Some(close)) => self.context.bind(py).call_method1(intern!(py, "run"), (close,)).map(drop),
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
             };
@@ -418,15 +447,15 @@ impl WsgiBody {
                 return Ok(true);
             }
             let Some(iter) = &self.iter else { return Ok(false) };
-            let next = iter.bind(py).clone().next();
-            match next {
-                None => {
+            let next = NEXT.import(py, "builtins", "next")?;
+            match self.context.bind(py).call_method1(intern!(py, "run"), (next, iter.bind(py))) {
+                Err(e) if e.is_instance_of::<PyStopIteration>(py) => {
                     self.close(py);
                     self.take_written();
                     return Ok(self.pos < self.pending.len());
                 }
-                Some(Err(e)) => return Err(e),
-                Some(Ok(chunk)) => {
+                Err(e) => return Err(e),
+                Ok(chunk) => {
                     let bytes = chunk.cast::<PyBytes>().map_err(|_| {
                         PyTypeError::new_err(format!(
                             "the WSGI iterable yielded {}; chunks must be bytes (PEP 3333)",
@@ -508,10 +537,15 @@ impl WsgiApp {
         let status = Arc::new(Mutex::new(Status::default()));
         let start_response = Bound::new(py, StartResponse { status: Arc::clone(&status), early })
             .map_err(|e| fail("cannot make start_response", e))?;
-        let result =
-            self.app.bind(py).call1((env, start_response)).map_err(|e| fail("exception in the WSGI app", e))?;
+        // The app, its iterable and close() run in a context of the request's own, on
+        // whichever thread they run (see `WsgiBody`).
+        let context = new_context(py).map_err(|e| fail("cannot make the request's contextvars.Context", e))?;
+        let result = context
+            .call_method1(intern!(py, "run"), (self.app.bind(py), env, start_response))
+            .map_err(|e| fail("exception in the WSGI app", e))?;
         let mut stream = WsgiBody {
             status: Arc::clone(&status),
+            context: context.unbind(),
             result: Some(result.clone().unbind()),
             iter: None,
             pending: Vec::new(),
@@ -536,6 +570,39 @@ impl WsgiApp {
                     Err(fail("the WSGI app returned something not iterable", e))
                 }
             };
+        }
+        if let Ok(wrapper) = result.cast::<FileWrapper>() {
+            // Cloned, not held: the file's fileno() and tell() are Python code.
+            let started = {
+                let state = lock(&status);
+                if state.written.is_empty() {
+                    state.started.clone()
+                } else {
+                    None
+                }
+            };
+            if let Some((code, reason, headers)) = started {
+                match file_range(py, wrapper.get(), content_length(&headers)) {
+                    Ok((file, range)) => {
+                        tracing::debug!(
+                            target: "spindle::wsgi",
+                            request = id,
+                            offset = range.start,
+                            len = range.end - range.start,
+                            "wsgi.file_wrapper over a regular file: sent with sendfile"
+                        );
+                        lock(&status).sent = true;
+                        // The wrapper's close() (which closes the app's file) runs when the
+                        // server is done with the body, however it ended: `stream` holds
+                        // it, and dropping it closes it once, with the GIL.
+                        let body = FileBody::new(file, range).on_end(move || drop(stream));
+                        return Ok(Response { status: code, reason, headers, body: ResponseBody::File(body) });
+                    }
+                    Err(why) => {
+                        tracing::debug!(target: "spindle::wsgi", request = id, "wsgi.file_wrapper iterated: {why}")
+                    }
+                }
+            }
         }
         // A list or tuple is the whole body: join it (one write, Content-Length).
         let whole = if let Ok(list) = result.cast::<PyList>() {
@@ -587,10 +654,7 @@ impl WsgiApp {
                 }
             }
         };
-        let declared = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+        let declared = content_length(&headers);
         let have = (stream.pending.len() - stream.pos) as u64;
         // The whole body is here: the iterable ended, or its first chunk is all that the
         // app's Content-Length announces (stop iterating, PEP 3333 allows it; close).
@@ -650,6 +714,58 @@ impl WsgiApp {
         env.set_item(intern!(py, "spindle.request_id"), id)?;
         Ok(env)
     }
+}
+
+/// The app's `Content-Length`, if it gave a valid one.
+fn content_length(headers: &[(String, String)]) -> Option<u64> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+}
+
+/// The file behind a `wsgi.file_wrapper` and the range of it to send: from the
+/// file-like's `tell()` (0 without one) for the app's `Content-Length` (which must fit
+/// in the rest of the file) or to the end. The file is opened again, read-only,
+/// through `/proc/self/fd/N` (a deleted file too): its own descriptor, closed with the
+/// body, while the app's file object is closed by the wrapper's `close()`. `Err` says
+/// why it must be iterated instead: no working `fileno()`, not a regular file
+/// (checked before the open, which could block on a FIFO), no `/proc`, a `tell()` that
+/// fails or is past the end, a `Content-Length` the file cannot give.
+fn file_range(py: Python<'_>, wrapper: &FileWrapper, declared: Option<u64>) -> Result<(File, Range<u64>), String> {
+    let filelike = wrapper.filelike().bind(py);
+    let fd = filelike
+        .call_method0(intern!(py, "fileno"))
+        .and_then(|n| n.extract::<i32>())
+        .map_err(|e| format!("no fileno(): {e}"))?;
+    if fd < 0 {
+        return Err(format!("fileno() is {fd}"));
+    }
+    let path = format!("/proc/self/fd/{fd}");
+    let meta = std::fs::metadata(&path).map_err(|e| format!("{path}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("descriptor {fd} is not a regular file"));
+    }
+    let file = File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+    let opened = file.metadata().map_err(|e| format!("{path}: {e}"))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(format!("descriptor {fd} changed while it was opened"));
+    }
+    let offset = match filelike.getattr_opt(intern!(py, "tell")) {
+        Ok(None) => 0,
+        Ok(Some(tell)) => tell.call0().and_then(|t| t.extract::<u64>()).map_err(|e| format!("tell(): {e}"))?,
+        Err(e) => return Err(format!("tell: {e}")),
+    };
+    let size = opened.len();
+    let left = size.checked_sub(offset).ok_or_else(|| format!("tell() {offset} is past the end ({size} bytes)"))?;
+    let len = match declared {
+        Some(n) if n > left => {
+            return Err(format!("Content-Length {n} but {left} bytes from tell() {offset} to the end"));
+        }
+        Some(n) => n,
+        None => left,
+    };
+    Ok((file, offset..offset + len))
 }
 
 /// The items of a list or tuple, which must all be bytes, joined.

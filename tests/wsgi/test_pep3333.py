@@ -323,9 +323,15 @@ def test_iterable_runs_in_the_apps_context_vars(pep_server):
     assert "ctx-ok" in got, got
 
 
-def test_iterable_runs_on_the_apps_thread_locals(pep_server):
+def test_iterable_runs_on_the_apps_thread_locals(pep_server, kind):
     """Thread-local state (SQLAlchemy's scoped_session, many DB drivers) set by the app
     is still there while its iterable runs, as on gunicorn and waitress."""
+    if kind == "spindle":
+        # Since 8d717a7 (issue 16) a slow reader's chunks are pulled by whichever worker
+        # finds the client ready, so a threading.local is the pulling thread's; context
+        # variables are kept (the test above, and test_streaming.py's stream_with_context
+        # test). Whether it passed depended on which worker pulled.
+        pytest.xfail("spindle pulls a streamed body's chunks on any worker: threading.local is that thread's")
     got = slow_read_ctx(pep_server.port, token())
     assert "local-ok" in got, got
 
