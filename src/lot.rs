@@ -576,15 +576,20 @@ impl<C: Parked> Lot<C> {
         out
     }
 
-    /// The acceptor has returned: drop what is parked, and from now on what is parked;
-    /// wake every worker to exit.
+    /// The acceptor has returned: what is parked goes to the workers to be dropped,
+    /// and from now on what is parked is dropped; every worker is woken to exit once
+    /// the run queue is empty.
     pub(crate) fn shut(&self) {
-        self.gone.store(true, Ordering::SeqCst);
         self.clear();
+        self.gone.store(true, Ordering::SeqCst);
         self.wake_all();
     }
 
-    /// Drops every parked and queued connection (after their sockets were cut).
+    /// Hands every parked connection to the run queue (after their sockets were cut):
+    /// a worker's turn finds its socket closed and drops it there. Not dropped here,
+    /// on the acceptor: a connection may hold an app's body source, and dropping one
+    /// may run app code (a WSGI `close()` under the GIL) that the acceptor must never
+    /// wait for. Once the lot is `gone`, `enqueue` drops instead: no worker is left.
     pub(crate) fn clear(&self) {
         self.closing.store(true, Ordering::SeqCst);
         for shard in &self.shards {
@@ -593,14 +598,10 @@ impl<C: Parked> Lot<C> {
                 shard.timers.clear();
                 std::mem::take(&mut shard.conns)
             };
-            drop(taken);
+            for (_, conn) in taken {
+                self.enqueue(conn);
+            }
         }
-        let queued = {
-            let mut q = self.lock_queue();
-            self.queued.store(0, Ordering::SeqCst);
-            std::mem::take(&mut q.items)
-        };
-        drop(queued);
     }
 }
 
