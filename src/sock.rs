@@ -89,6 +89,25 @@ fn poll_now(stream: &TcpStream, interest: rustix::event::PollFlags) -> rustix::e
     }
 }
 
+/// The most unsent bytes the kernel queues on a socket that carries a streamed body
+/// (TCP_NOTSENT_LOWAT): past it a write is refused and writability not reported, while
+/// bytes in flight stay limited only by the congestion and receive windows, so a fast
+/// client's throughput is kept. Without it the send buffer autotunes up to
+/// `tcp_wmem`'s 4 MiB, and a client that reads nothing took 2 MiB of a streamed body
+/// off its source at once (`ss -tm`: 2.9 MB of kernel memory per such socket): 1,000
+/// of them pulled 2 GB from the app and held 2.9 GB of kernel memory, and a normal
+/// client waited behind that work (p99 63 ms with `Response::stream`, 526 ms with a
+/// Flask generator; with the limit 0.8 ms and 56 ms, `bench/slow.sh`). Files are left
+/// alone: sendfile queues page-cache references, not copies, and at `wrk -c50` the
+/// limit cost four times the CPU per byte.
+const UNSENT_MAX: u32 = 256 * 1024;
+
+/// Limits the unsent bytes queued on `stream` to [`UNSENT_MAX`], before a streamed body
+/// is pulled for it.
+pub(crate) fn limit_unsent(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_MAX);
+}
+
 /// Whether `stream` has bytes (or an EOF) to read now, without reading them.
 pub(crate) fn readable(stream: &TcpStream) -> bool {
     use rustix::event::PollFlags;
